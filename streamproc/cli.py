@@ -1,0 +1,76 @@
+"""``streamproc`` command line: ``up`` (local pipeline), ``broker``, ``edge``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from streamproc.settings import Settings, SettingsError
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"streamproc: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run_edge(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    from streamproc.edge.server import serve_edge
+
+    return serve_edge(settings)
+
+
+def _run_broker(args: argparse.Namespace) -> int:
+    from streamproc.broker import BrokerError, EmbeddedBroker, wait_forever
+
+    broker = EmbeddedBroker(port=args.port, host=args.host, storage=args.storage)
+    try:
+        broker.start()
+    except BrokerError as exc:
+        print(f"streamproc: {exc}", file=sys.stderr)
+        return 1
+    print(f"embedded Kafka-protocol broker (Tansu) listening on {broker.bootstrap}", flush=True)
+    return wait_forever(broker)
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    from streamproc.local import run_local_stack
+
+    return run_local_stack(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamproc", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the whole pipeline locally (embedded broker + edge)")
+    up.set_defaults(run=_run_up)
+
+    edge = commands.add_parser("edge", help="serve the webhook edge (settings from STREAMPROC_*)")
+    edge.set_defaults(run=_run_edge)
+
+    broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu)")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument("--host", default="127.0.0.1")
+    broker.add_argument("--storage", help="storage URL, e.g. s3://tansu/ (default: in memory)")
+    broker.set_defaults(run=_run_broker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,105 @@
+"""Publishes raw events to Kafka with acks=all and answers only once the broker has them.
+
+The producer is started lazily and restarted after a failed start, so an edge that came up
+while the broker was down starts serving as soon as the broker is back, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from streamproc.edge.errors import BrokerUnavailable
+from streamproc.edge.metrics import EdgeMetrics
+from streamproc.kafka.topics import TopicSpec, ensure_topics
+from streamproc.settings import Settings
+
+log = logging.getLogger(__name__)
+HEADER_OVERHEAD = 64 * 1024
+
+
+class RawEventPublisher:
+    def __init__(self, settings: Settings, metrics: EdgeMetrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._producer: AIOKafkaProducer | None = None
+        self._start_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Try to connect now; a broker that is down is not fatal (requests get 503)."""
+        try:
+            await self._ensure_producer()
+        except BrokerUnavailable as exc:
+            log.warning("broker not reachable at start-up (%s); will retry on demand", exc)
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    def _unavailable(self, why: str) -> BrokerUnavailable:
+        return BrokerUnavailable(
+            f"Kafka at {self._settings.kafka_bootstrap} {why}; retry later",
+            self._settings.retry_after_s,
+        )
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        async with self._start_lock:
+            if self._producer is not None:
+                return self._producer
+            settings = self._settings
+            timeout_ms = int(settings.publish_timeout_s * 1000)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                acks="all",
+                request_timeout_ms=timeout_ms,
+                max_request_size=settings.max_body_bytes + HEADER_OVERHEAD,
+                client_id="streamproc-edge",
+            )
+            try:
+                async with asyncio.timeout(settings.publish_timeout_s):
+                    await producer.start()
+                    await ensure_topics(
+                        settings.kafka_bootstrap,
+                        [TopicSpec(settings.raw_topic, settings.raw_topic_partitions)],
+                        timeout_s=settings.publish_timeout_s,
+                    )
+            except (KafkaError, OSError, TimeoutError) as exc:
+                await producer.stop()
+                raise self._unavailable(f"is not reachable ({exc!r})") from exc
+            self._producer = producer
+            return producer
+
+    async def publish(self, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
+        """Return once the broker acknowledged the write; raise BrokerUnavailable otherwise.
+
+        The producer's request timeout equals the publish timeout, so a message that was not
+        acknowledged in time expires in the producer instead of being written later.
+        """
+        producer = await self._ensure_producer()
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._settings.publish_timeout_s):
+                await producer.send_and_wait(
+                    self._settings.raw_topic, value=value, key=key, headers=list(headers)
+                )
+        except (KafkaError, TimeoutError) as exc:
+            raise self._unavailable(f"did not acknowledge the write ({exc!r})") from exc
+        self._metrics.publish_latency.observe(time.perf_counter() - started)
+
+    async def ready(self) -> bool:
+        """True when the broker answers a metadata request now."""
+        try:
+            producer = await self._ensure_producer()
+            async with asyncio.timeout(self._settings.publish_timeout_s):
+                await producer.client.fetch_all_metadata()
+        except (BrokerUnavailable, KafkaError, TimeoutError):
+            return False
+        return True

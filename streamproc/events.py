@@ -1,0 +1,57 @@
+"""The canonical recording event: one provider event, mapped to provider-neutral fields.
+
+Providers produce it, the fold consumes it; ``schemas/canonical/recording-event.json``
+describes the same shape for consumers outside Python (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+CANONICAL_VERSION = "1.0.0"
+
+Status = Literal["starting", "active", "ending", "finished", "failed"]
+STATUS_ORDER: dict[str, int] = {
+    "starting": 0,
+    "active": 1,
+    "ending": 2,
+    "finished": 3,
+    "failed": 3,
+}
+"""Statuses only move forward; the two terminal ones share the top rank."""
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One file of a raw-tracks recording."""
+
+    s3_key: str
+    size: int | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingEvent:
+    provider: str
+    event_id: str
+    event_type: str
+    recording_id: str
+    status: Status
+    occurred_at: float
+    room: str | None = None
+    started_at: float | None = None
+    duration_s: float | None = None
+    participants: int | None = None
+    recording_type: str | None = None
+    s3_key: str | None = None
+    tracks: tuple[Track, ...] | None = None
+    filename: str | None = None
+    error: str | None = None
+    version: str = CANONICAL_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.tracks is not None:
+            data["tracks"] = [asdict(track) for track in self.tracks]
+        return data

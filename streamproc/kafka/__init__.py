@@ -1,0 +1,1 @@
+"""Small Kafka helpers shared by the edge, the worker and the tools."""

@@ -1,0 +1,92 @@
+"""``streamproc up``: the whole pipeline on one machine, embedded parts where none are given.
+
+Starts the embedded broker unless ``STREAMPROC_KAFKA_BOOTSTRAP`` is set, then the edge as a
+child process (so the edge never imports what the worker needs); Ctrl-C or SIGTERM stops
+every child, in reverse order, and nothing is left running.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+from streamproc.broker import (
+    BrokerError,
+    EmbeddedBroker,
+    graceful_termination,
+    stop_process,
+    wait_for_port,
+)
+from streamproc.settings import PREFIX, Settings
+
+
+def development_secrets(settings: Settings) -> dict[str, str]:
+    """Fresh secrets for providers that have none, so a local run accepts signed requests."""
+    generated = {}
+    if not settings.daily_secrets:
+        generated[PREFIX + "DAILY_SECRETS"] = base64.b64encode(secrets.token_bytes(32)).decode()
+    if not settings.openvidu_secrets:
+        generated[PREFIX + "OPENVIDU_SECRETS"] = secrets.token_hex(24)
+    return generated
+
+
+def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "streamproc", *args], env=env)  # noqa: S603
+
+
+def _print_banner(settings: Settings, env: dict[str, str]) -> None:
+    base = f"http://{settings.edge_host}:{settings.edge_port}"
+    lines = [
+        "streamproc is up",
+        f"  kafka bootstrap : {env[PREFIX + 'KAFKA_BOOTSTRAP']}",
+        f"  raw topic       : {settings.raw_topic}",
+        f"  Daily webhooks  : POST {base}/webhooks/daily",
+        f"  OpenVidu hooks  : POST {base}/webhooks/openvidu",
+        f"  health/metrics  : {base}/healthz  {base}/readyz  {base}/metrics",
+    ]
+    for name in ("DAILY_SECRETS", "OPENVIDU_SECRETS"):
+        if PREFIX + name in env:
+            lines.append(f"  {PREFIX}{name}={env[PREFIX + name]}")
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), flush=True)
+
+
+def _watch(children: list[subprocess.Popen[bytes]]) -> Iterator[None]:
+    while all(child.poll() is None for child in children):
+        yield
+        time.sleep(0.2)
+
+
+def run_local_stack(settings: Settings) -> int:
+    env = {**os.environ, **development_secrets(settings)}
+    with ExitStack() as stack, graceful_termination():
+        if PREFIX + "KAFKA_BOOTSTRAP" not in os.environ:
+            host, _, port = settings.kafka_bootstrap.rpartition(":")
+            broker = EmbeddedBroker(port=int(port), host=host)
+            try:
+                broker.start()
+            except BrokerError as exc:
+                print(f"streamproc: {exc} (is port {port} taken?)", file=sys.stderr)
+                return 1
+            stack.callback(broker.stop)
+        env[PREFIX + "KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+        edge = _child(["edge"], env)
+        stack.callback(stop_process, edge)
+        if not wait_for_port(settings.edge_host, settings.edge_port, timeout_s=30):
+            print("streamproc: the edge did not start; see its log above", file=sys.stderr)
+            return 1
+        _print_banner(settings, env)
+        try:
+            for _ in _watch([edge]):
+                pass
+        except KeyboardInterrupt:
+            print("stopping...", flush=True)
+            return 0
+        print("streamproc: a component exited unexpectedly; stopping the rest", file=sys.stderr)
+        return 1

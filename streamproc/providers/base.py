@@ -1,0 +1,106 @@
+"""What every provider offers: verify a request, and map a raw event to the canonical event.
+
+A provider is data (its signature scheme, schema names) plus two small functions; the
+checking order (signature, JSON, schema) lives here once for all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streamproc import schemas
+from streamproc.events import RecordingEvent
+from streamproc.providers.errors import MalformedJson, SchemaViolation
+from streamproc.providers.signing import HmacScheme
+from streamproc.settings import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """How the edge files an event: its id (for de-duplication) and its partition key."""
+
+    event_id: str
+    event_type: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A verified, well-formed event to publish verbatim."""
+
+    identity: Identity
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """A provider's endpoint check: answer 200, publish nothing."""
+
+
+VERIFICATION = Verification()
+
+
+def body_digest_id(provider: str, body: bytes) -> str:
+    """A stable event id for providers that send none: the same bytes give the same id."""
+    return f"{provider}-{hashlib.sha256(body).hexdigest()[:32]}"
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJson(f"body is not valid JSON: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    scheme: HmacScheme
+    is_verification: Callable[[Any], bool]
+    schema_name: Callable[[dict[str, Any]], str]
+    identify: Callable[[dict[str, Any], bytes], Identity]
+    to_canonical: Callable[[dict[str, Any], bytes], RecordingEvent | None]
+    """None for event types that are not about a recording (counted and skipped)."""
+    unsigned_verification: bool = False
+    """Daily checks a new endpoint before the user has its secret, so the check is unsigned."""
+
+    def accept(
+        self,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        secrets: Sequence[Secret],
+        now: float,
+        tolerance_s: float,
+    ) -> Accepted | Verification:
+        """Check signature, then JSON, then schema; raise a ProviderError naming the failure."""
+        if self.unsigned_verification and self.scheme.signature_header not in headers:
+            try:
+                if self.is_verification(orjson.loads(body)):
+                    return VERIFICATION
+            except orjson.JSONDecodeError:
+                pass
+        key_id = self.scheme.verify(headers, body, secrets, now, tolerance_s)
+        document = parse_json(body)
+        if self.is_verification(document):
+            return VERIFICATION
+        self.validate(document)
+        return Accepted(identity=self.identify(document, body), key_id=key_id)
+
+    def validate(self, document: Any) -> None:
+        envelope = f"raw/{self.name}/envelope.json"
+        problem = schemas.first_error(envelope, document)
+        if problem is None:
+            problem = schemas.first_error(self.schema_name(document), document)
+        if problem is not None:
+            raise SchemaViolation(f"{self.name} event does not match its schema: {problem}")
+
+    def canonical(self, body: bytes) -> RecordingEvent | None:
+        """Map raw bytes (from the log, not yet trusted) to the canonical event."""
+        document = parse_json(body)
+        self.validate(document)
+        return self.to_canonical(document, body)

@@ -1,0 +1,53 @@
+"""The JSON Schemas in ``schemas/``, loaded once into one registry so ``$ref``s resolve.
+
+The same files are the public contract for consumers outside Python; the edge and tests
+validate against exactly these, so code and documentation cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+BASE_URI = "https://streamproc.dev/schemas/"
+
+
+def schema_dir() -> Path:
+    """``schemas/`` of a source checkout, or the copy a wheel carries as ``_schemas``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_schemas", here.parent / "schemas"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"no schemas directory next to {here}")
+
+
+@functools.cache
+def registry() -> Registry:
+    resources = []
+    for path in sorted(schema_dir().rglob("*.json")):
+        contents = orjson.loads(path.read_bytes())
+        if "$id" in contents:
+            resources.append((contents["$id"], Resource.from_contents(contents)))
+    return Registry().with_resources(resources)
+
+
+@functools.cache
+def validator(name: str) -> Draft202012Validator:
+    """A validator for ``schemas/<name>`` (e.g. ``raw/daily/recording.started.json``)."""
+    schema = registry().contents(BASE_URI + name)
+    return Draft202012Validator(schema, registry=registry())
+
+
+def first_error(name: str, document: Any) -> str | None:
+    """A one-line description of the most relevant violation, or None when valid."""
+    error: ValidationError | None = best_match(validator(name).iter_errors(document))
+    if error is None:
+        return None
+    where = error.json_path.removeprefix("$.") if error.path else "(top level)"
+    return f"{where}: {error.message}"

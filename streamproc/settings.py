@@ -1,0 +1,134 @@
+"""One settings object, built from ``STREAMPROC_*`` environment variables and validated once.
+
+Every bad value is reported with its variable name, what was given and what is expected,
+so ``streamproc edge`` can exit with one readable line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+PREFIX = "STREAMPROC_"
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """One active signing key of a provider. ``key_id`` is safe to log; ``key`` is not."""
+
+    key_id: str
+    key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the edge (and later the worker) needs, with defaults that run locally."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    raw_topic: str = "recordings.raw"
+    raw_topic_partitions: int = 4
+    edge_host: str = "127.0.0.1"
+    edge_port: int = 8080
+    daily_secrets: tuple[Secret, ...] = ()
+    openvidu_secrets: tuple[Secret, ...] = ()
+    timestamp_tolerance_s: float = 300.0
+    max_body_bytes: int = 1024 * 1024
+    publish_timeout_s: float = 5.0
+    retry_after_s: int = 5
+    dedupe_window_s: float = 600.0
+    dedupe_max_entries: int = 100_000
+
+    def secrets_for(self, provider: str) -> tuple[Secret, ...]:
+        return {"daily": self.daily_secrets, "openvidu": self.openvidu_secrets}.get(provider, ())
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate all variables; raise one SettingsError naming the first bad one."""
+        reader = _EnvReader(os.environ if env is None else env)
+        defaults = cls()
+        return cls(
+            kafka_bootstrap=reader.text("KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
+            raw_topic=reader.text("RAW_TOPIC", defaults.raw_topic),
+            raw_topic_partitions=reader.integer("RAW_TOPIC_PARTITIONS", 4, low=1, high=10_000),
+            edge_host=reader.text("EDGE_HOST", defaults.edge_host),
+            edge_port=reader.integer("EDGE_PORT", defaults.edge_port, low=0, high=65535),
+            daily_secrets=reader.secrets("DAILY_SECRETS", decode=_decode_base64_secret),
+            openvidu_secrets=reader.secrets("OPENVIDU_SECRETS", decode=str.encode),
+            timestamp_tolerance_s=reader.number("TIMESTAMP_TOLERANCE_S", 300.0, low=1.0),
+            max_body_bytes=reader.integer("MAX_BODY_BYTES", defaults.max_body_bytes, low=64),
+            publish_timeout_s=reader.number("PUBLISH_TIMEOUT_S", 5.0, low=0.1, high=300.0),
+            retry_after_s=reader.integer("RETRY_AFTER_S", 5, low=1, high=3600),
+            dedupe_window_s=reader.number("DEDUPE_WINDOW_S", 600.0, low=0.0),
+            dedupe_max_entries=reader.integer("DEDUPE_MAX_ENTRIES", 100_000, low=0),
+        )
+
+
+def _decode_base64_secret(text: str) -> bytes:
+    """Daily hands out its ``hmac`` secret base64-encoded; the HMAC key is the decoded bytes."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("is not valid base64 (Daily's webhook 'hmac' value is base64)") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _EnvReader:
+    env: Mapping[str, str]
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(PREFIX + name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        return self._raw(name) or default
+
+    def _parsed(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            raise SettingsError(f"{PREFIX}{name}={raw!r} is not {what}") from None
+
+    def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
+        value = self._parsed(name, default, int, "an integer")
+        return _in_range(name, value, low, high)
+
+    def number(self, name: str, default: float, low: float, high: float | None = None) -> float:
+        value = self._parsed(name, default, float, "a number")
+        return _in_range(name, value, low, high)
+
+    def secrets(self, name: str, decode: Callable[[str], bytes]) -> tuple[Secret, ...]:
+        """Comma-separated ``[key_id:]secret`` entries; ids default to ``k0``, ``k1``..."""
+        raw = self._raw(name)
+        if raw is None:
+            return ()
+        secrets = []
+        for index, entry in enumerate(part.strip() for part in raw.split(",")):
+            key_id, _, secret_text = entry.rpartition(":")
+            key_id = key_id or f"k{index}"
+            if not secret_text:
+                raise SettingsError(f"{PREFIX}{name}: entry {index + 1} is empty")
+            try:
+                key = decode(secret_text)
+            except ValueError as exc:
+                raise SettingsError(f"{PREFIX}{name}: secret {key_id!r} {exc}") from None
+            secrets.append(Secret(key_id=key_id, key=key))
+        return tuple(secrets)
+
+
+def _in_range(name: str, value: T, low: float, high: float | None) -> T:
+    if value < low or (high is not None and value > high):  # type: ignore[operator]
+        bounds = f">= {low}" if high is None else f"between {low} and {high}"
+        raise SettingsError(f"{PREFIX}{name}={value} is out of range; expected {bounds}")
+    return value
