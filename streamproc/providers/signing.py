@@ -41,6 +41,14 @@ class HmacScheme:
         digest = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).digest()
         return base64.b64encode(digest).decode() if self.encoding == "base64" else digest.hex()
 
+    def signed_headers(self, key: bytes, body: bytes, timestamp: str) -> dict[str, str]:
+        """The headers a provider would add to ``body``: what the demo and tests send."""
+        return {
+            self.timestamp_header.decode(): timestamp,
+            self.signature_header.decode(): self.sign(key, timestamp, body),
+            "content-type": "application/json",
+        }
+
     def verify(
         self,
         headers: dict[bytes, bytes],
