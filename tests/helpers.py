@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from streamproc.broker import free_port, stop_process, wait_for_port
+from streamproc.providers import PROVIDERS
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "schemas" / "examples"
@@ -11,3 +20,85 @@ EXAMPLES = REPO / "schemas" / "examples"
 def example(provider: str, name: str) -> bytes:
     """An example payload from ``schemas/examples`` (built from the seeds), as raw bytes."""
     return (EXAMPLES / provider / f"{name}.json").read_bytes()
+
+
+async def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout_s: float = 10) -> list:
+    """Every record now in ``topic`` (all partitions, from the start), read by a plain consumer.
+
+    Waits until at least ``expect`` records are there or ``timeout_s`` passes.
+    """
+    import asyncio
+    import time
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            await consumer.topics()  # refreshes cluster metadata
+            partitions = consumer.partitions_for_topic(topic) or set()
+            parts = [TopicPartition(topic, p) for p in sorted(partitions)]
+            records = []
+            if parts:
+                consumer.assign(parts)
+                await consumer.seek_to_beginning(*parts)
+                ends = await consumer.end_offsets(parts)
+                while await _behind(consumer, ends):
+                    batch = await consumer.getmany(timeout_ms=500)
+                    for tp_records in batch.values():
+                        records.extend(tp_records)
+            if len(records) >= expect or time.monotonic() > deadline:
+                return sorted(records, key=lambda r: (r.partition, r.offset))
+            await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+
+
+async def _behind(consumer, ends: dict) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False
+
+
+DAILY_KEY = b"daily-secret-key-0123456789abcdef"
+DAILY_OLD_KEY = b"daily-old-key"
+OPENVIDU_KEY = b"openvidu-api-key"
+KEYS = {"daily": DAILY_KEY, "openvidu": OPENVIDU_KEY}
+
+
+@dataclass
+class RunningEdge:
+    url: str
+    raw_topic: str
+    bootstrap: str
+    process: subprocess.Popen[bytes]
+
+
+def start_edge(bootstrap: str, raw_topic: str, **extra: str) -> RunningEdge:
+    port = free_port()
+    env = {
+        **os.environ,
+        "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap,
+        "STREAMPROC_RAW_TOPIC": raw_topic,
+        "STREAMPROC_EDGE_PORT": str(port),
+        "STREAMPROC_DAILY_SECRETS": (
+            f"current:{base64.b64encode(DAILY_KEY).decode()},"
+            f"previous:{base64.b64encode(DAILY_OLD_KEY).decode()}"
+        ),
+        "STREAMPROC_OPENVIDU_SECRETS": f"apikey:{OPENVIDU_KEY.decode()}",
+        **extra,
+    }
+    process = subprocess.Popen([sys.executable, "-m", "streamproc", "edge"], env=env)
+    if not wait_for_port("127.0.0.1", port, timeout_s=30):
+        stop_process(process)
+        raise RuntimeError("edge did not start")
+    return RunningEdge(f"http://127.0.0.1:{port}", raw_topic, bootstrap, process)
+
+
+def signed(provider: str, body: bytes, key: bytes | None = None, ts: str | None = None) -> dict:
+    """Headers the provider would send with ``body``: signed now unless ``ts`` is given."""
+    timestamp = ts or str(int(time.time()))
+    return PROVIDERS[provider].scheme.signed_headers(key or KEYS[provider], body, timestamp)

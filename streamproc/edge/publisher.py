@@ -1,7 +1,10 @@
 """Publishes raw events to Kafka with acks=all and answers only once the broker has them.
 
-The producer is started lazily and restarted after a failed start, so an edge that came up
-while the broker was down starts serving as soon as the broker is back, without a restart.
+The producer is started lazily, and replaced after any failed write: an edge that came up
+while the broker was down, or saw it go away, serves again as soon as the broker is back,
+without a restart. Replacing it also re-creates the raw topic, which matters on the embedded
+broker: after a restart of its in-memory mode, Tansu acknowledges writes to a topic it no
+longer has and drops them, so a producer must not keep writing on stale metadata.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class RawEventPublisher:
         self._metrics = metrics
         self._producer: AIOKafkaProducer | None = None
         self._start_lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Try to connect now; a broker that is down is not fatal (requests get 503)."""
@@ -38,9 +42,20 @@ class RawEventPublisher:
             log.warning("broker not reachable at start-up (%s); will retry on demand", exc)
 
     async def stop(self) -> None:
+        """Flush and close the producer; safe to call twice."""
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def _discard(self, producer: AIOKafkaProducer) -> None:
+        """Close a failed producer in the background; the next publish starts a fresh one."""
+        if self._producer is producer:
+            self._producer = None
+            task = asyncio.create_task(producer.stop())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _unavailable(self, why: str) -> BrokerUnavailable:
         return BrokerUnavailable(
@@ -91,6 +106,7 @@ class RawEventPublisher:
                     self._settings.raw_topic, value=value, key=key, headers=list(headers)
                 )
         except (KafkaError, TimeoutError) as exc:
+            self._discard(producer)
             raise self._unavailable(f"did not acknowledge the write ({exc!r})") from exc
         self._metrics.publish_latency.observe(time.perf_counter() - started)
 

@@ -1,0 +1,21 @@
+"""An edge process per test module, talking to the session's real broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from streamproc.broker import EmbeddedBroker, stop_process
+
+from helpers import RunningEdge, start_edge
+
+
+@pytest.fixture(scope="module")
+def edge(broker: EmbeddedBroker) -> Iterator[RunningEdge]:
+    running = start_edge(broker.bootstrap, f"raw-{uuid.uuid4().hex[:8]}")
+    try:
+        yield running
+    finally:
+        stop_process(running.process)
