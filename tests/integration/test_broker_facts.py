@@ -1,0 +1,154 @@
+"""What the embedded broker (Tansu 0.6.0) does, pinned down as tests.
+
+Later work depends on these answers (replay by time, group offset resets, restarts). A
+failing test here means the broker changed, and the code that works around it should too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
+
+from streamproc.broker import EmbeddedBroker
+from streamproc.kafka.topics import TopicSpec, ensure_topics
+
+from helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+async def _producer(bootstrap: str, **options) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
+    await producer.start()
+    return producer
+
+
+async def test_memory_restart_acknowledges_and_drops_writes_to_a_lost_topic(tmp_path):
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log")
+    broker.start()
+    try:
+        await ensure_topics(broker.bootstrap, [TopicSpec("lost", 1)])
+        producer = await _producer(broker.bootstrap, request_timeout_ms=2000)
+        try:
+            await producer.send_and_wait("lost", b"before")
+            broker.stop()
+            broker.start()
+            metadata = None
+            for _ in range(40):
+                try:
+                    metadata = await producer.send_and_wait("lost", b"after")
+                    break
+                except Exception:
+                    await asyncio.sleep(0.25)
+            assert metadata is not None, "the write after the restart was never acknowledged"
+        finally:
+            await producer.stop()
+        assert await read_topic(broker.bootstrap, "lost", timeout_s=1) == []
+    finally:
+        broker.stop()
+
+
+async def test_offsets_for_times_inside_the_log_and_after_its_end(broker):
+    await ensure_topics(broker.bootstrap, [TopicSpec("by-time", 1)])
+    producer = await _producer(broker.bootstrap)
+    stamps = []
+    try:
+        for index in range(4):
+            metadata = await producer.send_and_wait("by-time", b"m%d" % index)
+            stamps.append(metadata.timestamp)
+            await asyncio.sleep(0.05)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
+    await consumer.start()
+    tp = TopicPartition("by-time", 0)
+    try:
+        inside = (await consumer.offsets_for_times({tp: stamps[2]}))[tp]
+        assert inside.offset == 2
+        after_end = (await consumer.offsets_for_times({tp: stamps[-1] + 60_000}))[tp]
+        # Kafka answers "none" here; Tansu answers offset 0 with timestamp -1.
+        assert (after_end.offset, after_end.timestamp) == (0, -1)
+    finally:
+        await consumer.stop()
+
+
+async def test_group_offsets_can_be_reset_by_committing_an_earlier_offset(broker):
+    await ensure_topics(broker.bootstrap, [TopicSpec("resettable", 1)])
+    producer = await _producer(broker.bootstrap)
+    try:
+        for index in range(10):
+            await producer.send("resettable", b"%d" % index)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    tp = TopicPartition("resettable", 0)
+    consumer = AIOKafkaConsumer(
+        "resettable",
+        bootstrap_servers=broker.bootstrap,
+        group_id="reset-me",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        await consumer.getmany(timeout_ms=2000)
+        await consumer.commit({tp: 7})
+        assert await consumer.committed(tp) == 7
+        await consumer.commit({tp: 2})
+        assert await consumer.committed(tp) == 2
+    finally:
+        await consumer.stop()
+
+
+async def test_admin_offset_fetch_breaks_the_connection(broker):
+    """``list_consumer_group_offsets`` fails (bad response framing); use ``committed()``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        with pytest.raises(KafkaConnectionError):
+            await admin.list_consumer_group_offsets("reset-me")
+    finally:
+        await admin.close()
+
+
+async def test_topics_can_be_deleted(broker):
+    await ensure_topics(broker.bootstrap, [TopicSpec("doomed", 1)])
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        assert "doomed" in await admin.list_topics()
+        await admin.delete_topics(["doomed"])
+        assert "doomed" not in await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+async def test_compressed_batches_round_trip(broker, codec):
+    producer = await _producer(broker.bootstrap, compression_type=codec)
+    try:
+        await producer.send_and_wait(f"codec-{codec}", b"compressed with " + codec.encode())
+    finally:
+        await producer.stop()
+    [record] = await read_topic(broker.bootstrap, f"codec-{codec}", expect=1)
+    assert record.value == b"compressed with " + codec.encode()
+
+
+async def test_compaction_is_not_run_within_seconds(broker):
+    """A compacted topic keeps every record here: consumers must cope with old versions."""
+    await ensure_topics(
+        broker.bootstrap, [TopicSpec("compacted", 1, {"cleanup.policy": "compact"})]
+    )
+    producer = await _producer(broker.bootstrap)
+    try:
+        for index in range(300):
+            await producer.send("compacted", b"%d" % index, key=b"k%d" % (index % 3))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    await asyncio.sleep(2)
+    assert len(await read_topic(broker.bootstrap, "compacted", expect=300)) == 300
