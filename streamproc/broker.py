@@ -110,6 +110,7 @@ class EmbeddedBroker:
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
+            start_new_session=True,
         )
         if not wait_for_port(self.host, self.port, timeout_s):
             self.stop()

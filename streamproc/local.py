@@ -37,7 +37,10 @@ def development_secrets(settings: Settings) -> dict[str, str]:
 
 
 def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "streamproc", *args], env=env)  # noqa: S603
+    """A ``streamproc`` sub-command in its own session: Ctrl-C reaches only this supervisor,
+    which then stops the children in order instead of racing them."""
+    command = [sys.executable, "-m", "streamproc", *args]
+    return subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603
 
 
 def _print_banner(settings: Settings, env: dict[str, str]) -> None:
