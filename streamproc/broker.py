@@ -148,13 +148,17 @@ def wait_forever(broker: EmbeddedBroker) -> int:
 
 @contextlib.contextmanager
 def graceful_termination() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C (KeyboardInterrupt) so ``finally`` blocks clean up children."""
+    """SIGINT and SIGTERM both raise KeyboardInterrupt, so ``finally`` blocks stop children.
+
+    SIGINT is set explicitly because a shell starts background jobs with it ignored.
+    """
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
