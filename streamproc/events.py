@@ -52,6 +52,10 @@ class RecordingEvent:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.tracks is not None:
-            data["tracks"] = [asdict(track) for track in self.tracks]
+        data["tracks"] = tracks_as_dicts(self.tracks)
         return data
+
+
+def tracks_as_dicts(tracks: tuple[Track, ...] | None) -> list[dict[str, Any]] | None:
+    """Tracks as plain data, for JSON messages and table values."""
+    return None if tracks is None else [asdict(track) for track in tracks]

@@ -9,11 +9,16 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 PREFIX = "STREAMPROC_"
+TABLE_STORES = ("memory://", "rocksdb://")
+GUARANTEES = ("at_least_once", "exactly_once")
+KEY_FIELDS = ("provider", "recording_id", "room", "filename")
+"""Placeholders an object-key template may use."""
 T = TypeVar("T")
 
 
@@ -46,6 +51,29 @@ class Settings:
     retry_after_s: int = 5
     dedupe_window_s: float = 600.0
     dedupe_max_entries: int = 100_000
+    # worker
+    app_id: str = "streamproc"
+    state_topic: str = "recordings.state"
+    lifecycle_topic: str = "recordings.lifecycle"
+    downloads_topic: str = "recordings.downloads"
+    dlq_topic: str = "recordings.dlq"
+    fetch_topic: str = "recordings.fetch-requests"
+    table_store: str = "memory://"
+    data_dir: str = ".streamproc/worker"
+    worker_web_port: int = 6066
+    session_timeout_s: float = 30.0
+    commit_interval_s: float = 1.0
+    processing_guarantee: str = "at_least_once"
+    # downloads
+    fetch_concurrency: int = 8
+    fetch_attempts: int = 5
+    fetch_backoff_s: float = 0.5
+    fetch_timeout_s: float = 60.0
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "recordings"
+    sink: str = ".streamproc/downloads"
+    openvidu_key_template: str = "{room}/{filename}"
 
     def secrets_for(self, provider: str) -> tuple[Secret, ...]:
         return {"daily": self.daily_secrets, "openvidu": self.openvidu_secrets}.get(provider, ())
@@ -69,6 +97,31 @@ class Settings:
             retry_after_s=reader.integer("RETRY_AFTER_S", 5, low=1, high=3600),
             dedupe_window_s=reader.number("DEDUPE_WINDOW_S", 600.0, low=0.0),
             dedupe_max_entries=reader.integer("DEDUPE_MAX_ENTRIES", 100_000, low=0),
+            app_id=reader.text("APP_ID", defaults.app_id),
+            state_topic=reader.text("STATE_TOPIC", defaults.state_topic),
+            lifecycle_topic=reader.text("LIFECYCLE_TOPIC", defaults.lifecycle_topic),
+            downloads_topic=reader.text("DOWNLOADS_TOPIC", defaults.downloads_topic),
+            dlq_topic=reader.text("DLQ_TOPIC", defaults.dlq_topic),
+            fetch_topic=reader.text("FETCH_TOPIC", defaults.fetch_topic),
+            table_store=reader.choice("TABLE_STORE", defaults.table_store, TABLE_STORES),
+            data_dir=reader.text("DATA_DIR", defaults.data_dir),
+            worker_web_port=reader.integer("WORKER_WEB_PORT", 6066, low=0, high=65535),
+            session_timeout_s=reader.number("SESSION_TIMEOUT_S", 30.0, low=1.0, high=3600.0),
+            commit_interval_s=reader.number("COMMIT_INTERVAL_S", 1.0, low=0.05, high=600.0),
+            processing_guarantee=reader.choice(
+                "PROCESSING_GUARANTEE", defaults.processing_guarantee, GUARANTEES
+            ),
+            fetch_concurrency=reader.integer("FETCH_CONCURRENCY", 8, low=1, high=1024),
+            fetch_attempts=reader.integer("FETCH_ATTEMPTS", 5, low=1, high=100),
+            fetch_backoff_s=reader.number("FETCH_BACKOFF_S", 0.5, low=0.0, high=600.0),
+            fetch_timeout_s=reader.number("FETCH_TIMEOUT_S", 60.0, low=0.1, high=86_400.0),
+            s3_endpoint_url=reader.text("S3_ENDPOINT_URL", "") or None,
+            s3_region=reader.text("S3_REGION", defaults.s3_region),
+            s3_bucket=reader.text("S3_BUCKET", defaults.s3_bucket),
+            sink=reader.text("SINK", defaults.sink),
+            openvidu_key_template=reader.template(
+                "OPENVIDU_KEY_TEMPLATE", defaults.openvidu_key_template, KEY_FIELDS
+            ),
         )
 
 
@@ -107,6 +160,31 @@ class _EnvReader:
     def number(self, name: str, default: float, low: float, high: float | None = None) -> float:
         value = self._parsed(name, default, float, "a number")
         return _in_range(name, value, low, high)
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if value not in choices:
+            raise SettingsError(f"{PREFIX}{name}={value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def template(self, name: str, default: str, fields: tuple[str, ...]) -> str:
+        """A ``str.format`` template that may use only ``fields`` as placeholders."""
+        value = self.text(name, default)
+        try:
+            used = {
+                field for _, field, _, _ in string.Formatter().parse(value) if field is not None
+            }
+        except ValueError as exc:
+            raise SettingsError(
+                f"{PREFIX}{name}={value!r} is not a valid template: {exc}"
+            ) from None
+        unknown = used - set(fields)
+        if unknown or not used:
+            raise SettingsError(
+                f"{PREFIX}{name}={value!r} must use placeholders from {{{'}, {'.join(fields)}}}"
+                + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else "")
+            )
+        return value
 
     def secrets(self, name: str, decode: Callable[[str], bytes]) -> tuple[Secret, ...]:
         """Comma-separated ``[key_id:]secret`` entries; ids default to ``k0``, ``k1``..."""

@@ -1,0 +1,142 @@
+"""The messages on derived topics: a public contract, described by ``schemas/derived/``.
+
+Every message carries a semver ``version``. Ids are deterministic (UUIDv5 over what the
+message is about), so a replay or a redelivery produces the same id and consumers can
+de-duplicate on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streamproc.events import tracks_as_dicts
+from streamproc.fold import FetchRequest, RecordingState, SourcePosition, Transition
+
+STATE_VERSION = "1.0.0"
+LIFECYCLE_VERSION = "1.0.0"
+FETCH_REQUEST_VERSION = "1.0.0"
+DOWNLOAD_VERSION = "1.0.0"
+DEAD_LETTER_VERSION = "1.0.0"
+NAMESPACE = uuid.UUID("6f1c6a8e-3a53-4f43-9a55-6d1b8f2b7c11")
+"""Fixed forever: changing it would change every derived id."""
+
+
+def stable_id(*parts: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, "\x1f".join(parts)))
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return orjson.dumps(message)
+
+
+def state_message(state: RecordingState, updated_by: str) -> dict[str, Any]:
+    return {
+        "version": STATE_VERSION,
+        "recording_id": state.recording_id,
+        "provider": state.provider,
+        "status": state.status,
+        "room": state.room,
+        "first_seen_at": state.first_seen_at,
+        "last_seen_at": state.last_seen_at,
+        "started_at": state.started_at,
+        "finished_at": state.finished_at,
+        "duration_s": state.duration_s,
+        "participants": state.participants,
+        "recording_type": state.recording_type,
+        "s3_key": state.s3_key,
+        "tracks": tracks_as_dicts(state.tracks),
+        "filename": state.filename,
+        "error": state.error,
+        "events_applied": len(state.event_ids),
+        "source_offsets": dict(state.offsets),
+        "updated_by": updated_by,
+    }
+
+
+def lifecycle_message(transition: Transition) -> dict[str, Any]:
+    return {
+        "version": LIFECYCLE_VERSION,
+        "event_id": stable_id(transition.provider, transition.recording_id, transition.type),
+        "type": transition.type,
+        "recording_id": transition.recording_id,
+        "provider": transition.provider,
+        "from_status": transition.from_status,
+        "to_status": transition.to_status,
+        "occurred_at": transition.occurred_at,
+        "caused_by": transition.caused_by,
+    }
+
+
+def fetch_request_message(request: FetchRequest) -> dict[str, Any]:
+    return {
+        "version": FETCH_REQUEST_VERSION,
+        "request_id": stable_id(request.provider, request.recording_id, "fetch"),
+        "recording_id": request.recording_id,
+        "provider": request.provider,
+        "room": request.room,
+        "s3_key": request.s3_key,
+        "tracks": tracks_as_dicts(request.tracks),
+        "filename": request.filename,
+        "recording_type": request.recording_type,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadedObject:
+    """One file fetched from S3 and stored in the sink, verified."""
+
+    source_bucket: str
+    source_key: str
+    destination: str
+    size: int
+    sha256: str
+
+
+def download_message(
+    provider: str, recording_id: str, downloaded: DownloadedObject, fetched_at: float
+) -> dict[str, Any]:
+    return {
+        "version": DOWNLOAD_VERSION,
+        "event_id": stable_id(provider, recording_id, "download", downloaded.source_key),
+        "recording_id": recording_id,
+        "provider": provider,
+        "source": {"bucket": downloaded.source_bucket, "key": downloaded.source_key},
+        "destination": downloaded.destination,
+        "size": downloaded.size,
+        "sha256": downloaded.sha256,
+        "fetched_at": fetched_at,
+    }
+
+
+def dead_letter_message(
+    *,
+    stage: str,
+    reason: str,
+    source: SourcePosition,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[tuple[str, bytes]] = (),
+    recording_id: str | None = None,
+) -> dict[str, Any]:
+    """The original bytes (base64, exact), why they were unusable, and where they came from."""
+    return {
+        "version": DEAD_LETTER_VERSION,
+        "event_id": stable_id(
+            "dlq", stage, source.topic, str(source.partition), str(source.offset)
+        ),
+        "stage": stage,
+        "reason": reason,
+        "recording_id": recording_id,
+        "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
+        "key_base64": None if key is None else base64.b64encode(key).decode(),
+        "value_base64": None if value is None else base64.b64encode(value).decode(),
+        "headers": {name: base64.b64encode(data).decode() for name, data in headers},
+        "dead_lettered_at": time.time(),
+    }

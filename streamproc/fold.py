@@ -1,0 +1,271 @@
+"""State = fold(log): the per-recording state machine, in plain Python with no I/O.
+
+``fold(state, event)`` returns the new state and what to emit. It is built so that any
+order and any duplication of one recording's events reach the same final state:
+
+- an event id already applied changes nothing (idempotent);
+- the status only moves up ``starting < active < ending < failed < finished``. Terminal
+  states absorb everything before them; ``finished`` outranks ``failed`` because Daily may
+  report an error and still deliver a downloadable file, and the file is the stronger fact;
+- every other field keeps the value of the highest-precedence event that carried one
+  (precedence = status rank, then event time, then event id), and times take min/max.
+  Each of these merges is commutative, which is what the property tests check.
+
+Each status is entered at most once, so a transition is identified by recording + target
+status alone: the id of ``recording.completed`` is the same however often it is replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from streamproc.events import RecordingEvent, Track, tracks_as_dicts
+
+STATUS_RANK: dict[str, int] = {"starting": 0, "active": 1, "ending": 2, "failed": 3, "finished": 4}
+TRANSITION_TYPES: dict[str, str] = {
+    "starting": "recording.starting",
+    "active": "recording.active",
+    "ending": "recording.ending",
+    "failed": "recording.failed",
+    "finished": "recording.completed",
+}
+MERGED_FIELDS = (
+    "room",
+    "reported_duration_s",
+    "participants",
+    "recording_type",
+    "s3_key",
+    "tracks",
+    "filename",
+    "error",
+)
+Precedence = tuple[int, float, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where in the log an event came from (for provenance and dead letters)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingState:
+    recording_id: str
+    provider: str
+    status: str
+    first_seen_at: float
+    last_seen_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    room: str | None = None
+    reported_duration_s: float | None = None
+    participants: int | None = None
+    recording_type: str | None = None
+    s3_key: str | None = None
+    tracks: tuple[Track, ...] | None = None
+    filename: str | None = None
+    error: str | None = None
+    event_ids: frozenset[str] = frozenset()
+    offsets: Mapping[str, int] = field(default_factory=dict)
+    """Highest applied offset per ``topic:partition``: provenance, not part of the fold logic."""
+    precedence: Mapping[str, Precedence] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        """The provider's duration, else finish minus start when both are known."""
+        if self.reported_duration_s is not None:
+            return self.reported_duration_s
+        if self.started_at is not None and self.finished_at is not None:
+            return max(0.0, self.finished_at - self.started_at)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data, for the table (round-trips through ``from_dict``)."""
+        return {
+            "recording_id": self.recording_id,
+            "provider": self.provider,
+            "status": self.status,
+            "first_seen_at": self.first_seen_at,
+            "last_seen_at": self.last_seen_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "room": self.room,
+            "reported_duration_s": self.reported_duration_s,
+            "participants": self.participants,
+            "recording_type": self.recording_type,
+            "s3_key": self.s3_key,
+            "tracks": tracks_as_dicts(self.tracks),
+            "filename": self.filename,
+            "error": self.error,
+            "event_ids": sorted(self.event_ids),
+            "offsets": dict(self.offsets),
+            "precedence": {name: list(value) for name, value in self.precedence.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RecordingState:
+        tracks = data.get("tracks")
+        return cls(
+            **{name: data.get(name) for name in _PLAIN_FIELDS},
+            tracks=None if tracks is None else tuple(Track(**track) for track in tracks),
+            event_ids=frozenset(data.get("event_ids", ())),
+            offsets=dict(data.get("offsets", {})),
+            precedence={name: tuple(value) for name, value in data.get("precedence", {}).items()},
+        )
+
+
+_PLAIN_FIELDS = tuple(
+    name
+    for name in RecordingState.__dataclass_fields__
+    if name not in ("tracks", "event_ids", "offsets", "precedence")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The recording entered a new status: one lifecycle message."""
+
+    recording_id: str
+    provider: str
+    from_status: str | None
+    to_status: str
+    caused_by: str
+    occurred_at: float
+
+    @property
+    def type(self) -> str:
+        return TRANSITION_TYPES[self.to_status]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    """The recording reached ``finished`` for the first time: download its files."""
+
+    recording_id: str
+    provider: str
+    room: str | None
+    s3_key: str | None
+    tracks: tuple[Track, ...] | None
+    filename: str | None
+    recording_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FoldOutput:
+    changed: bool
+    transitions: tuple[Transition, ...] = ()
+    fetch: FetchRequest | None = None
+
+
+UNCHANGED = FoldOutput(changed=False)
+
+
+def _precedence(event: RecordingEvent) -> Precedence:
+    return (STATUS_RANK[event.status], event.occurred_at, event.event_id)
+
+
+def _candidate_start(event: RecordingEvent) -> float | None:
+    if event.started_at is not None:
+        return float(event.started_at)
+    return event.occurred_at if event.status in ("starting", "active") else None
+
+
+def _min(current: float | None, candidate: float | None) -> float | None:
+    if current is None:
+        return candidate
+    return current if candidate is None else min(current, candidate)
+
+
+def _event_values(event: RecordingEvent) -> dict[str, Any]:
+    return {
+        "room": event.room,
+        "reported_duration_s": event.duration_s,
+        "participants": event.participants,
+        "recording_type": event.recording_type,
+        "s3_key": event.s3_key,
+        "tracks": event.tracks,
+        "filename": event.filename,
+        "error": event.error,
+    }
+
+
+def _merge_fields(state: RecordingState, event: RecordingEvent) -> dict[str, Any]:
+    """Each field takes the value of the highest-precedence event that carried one."""
+    precedence = dict(state.precedence)
+    updates: dict[str, Any] = {}
+    rank = _precedence(event)
+    for name, value in _event_values(event).items():
+        if value is not None and (name not in precedence or rank > precedence[name]):
+            updates[name] = value
+            precedence[name] = rank
+    updates["precedence"] = precedence
+    return updates
+
+
+def _empty_state(event: RecordingEvent) -> RecordingState:
+    return RecordingState(
+        recording_id=event.recording_id,
+        provider=event.provider,
+        status=event.status,
+        first_seen_at=event.occurred_at,
+        last_seen_at=event.occurred_at,
+    )
+
+
+def fold(
+    state: RecordingState | None,
+    event: RecordingEvent,
+    source: SourcePosition | None = None,
+) -> tuple[RecordingState, FoldOutput]:
+    """Apply one canonical event to a recording's state (``None`` for a new recording)."""
+    if state is not None and event.event_id in state.event_ids:
+        return state, UNCHANGED
+    previous_status = None if state is None else state.status
+    base = _empty_state(event) if state is None else state
+    status = base.status
+    if STATUS_RANK[event.status] > STATUS_RANK[status]:
+        status = event.status
+    offsets = dict(base.offsets)
+    if source is not None:
+        position = f"{source.topic}:{source.partition}"
+        offsets[position] = max(offsets.get(position, -1), source.offset)
+    new_state = replace(
+        base,
+        status=status,
+        first_seen_at=min(base.first_seen_at, event.occurred_at),
+        last_seen_at=max(base.last_seen_at, event.occurred_at),
+        started_at=_min(base.started_at, _candidate_start(event)),
+        finished_at=_min(
+            base.finished_at, event.occurred_at if event.status == "finished" else None
+        ),
+        event_ids=base.event_ids | {event.event_id},
+        offsets=offsets,
+        **_merge_fields(base, event),
+    )
+    if status == previous_status:
+        return new_state, FoldOutput(changed=True)
+    transition = Transition(
+        recording_id=event.recording_id,
+        provider=new_state.provider,
+        from_status=previous_status,
+        to_status=status,
+        caused_by=event.event_id,
+        occurred_at=event.occurred_at,
+    )
+    fetch = None
+    if status == "finished":
+        fetch = FetchRequest(
+            recording_id=new_state.recording_id,
+            provider=new_state.provider,
+            room=new_state.room,
+            s3_key=new_state.s3_key,
+            tracks=new_state.tracks,
+            filename=new_state.filename,
+            recording_type=new_state.recording_type,
+        )
+    return new_state, FoldOutput(changed=True, transitions=(transition,), fetch=fetch)
