@@ -73,11 +73,10 @@ def test_the_same_event_twice_changes_nothing():
 
 
 def test_finished_outranks_failed_and_failed_never_follows_finished():
-    _, failed_first = fold_all(
-        [event("err", "failed", 50, error="boom"), event("ok", "finished", 60)]
-    )
+    failed, finished = event("err", "failed", 50, error="boom"), event("ok", "finished", 60)
+    _, failed_first = fold_all([failed, finished])
     assert transitions(failed_first) == ["recording.failed", "recording.completed"]
-    state, finished_first = fold_all([event("ok", "finished", 60), event("err", "failed", 50)])
+    state, finished_first = fold_all([finished, failed])
     assert transitions(finished_first) == ["recording.completed"]
     assert state.status == "finished"
     assert state.error == "boom"  # kept: the finished event carried no error to replace it
