@@ -1,0 +1,27 @@
+"""Why a download failed, and whether trying again could help."""
+
+from __future__ import annotations
+
+
+class FetchError(Exception):
+    """A download that did not complete; ``permanent`` ones are dead-lettered at once."""
+
+    permanent = False
+
+
+class TransientFetchError(FetchError):
+    """5xx, timeouts, resets, a short or corrupt body: retried with backoff."""
+
+
+class PermanentFetchError(FetchError):
+    """403/404 and the like: retrying cannot help."""
+
+    permanent = True
+
+
+class UnsafeDestination(PermanentFetchError):
+    """A key or recording id would write outside the sink (``..``, absolute path, NUL)."""
+
+
+class NothingToFetch(PermanentFetchError):
+    """The finished recording names no object (no S3 key, no tracks, no template value)."""

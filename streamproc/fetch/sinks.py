@@ -1,0 +1,206 @@
+"""Where downloaded files go: a local directory (default) or a destination S3 bucket.
+
+Both write in chunks (memory independent of file size) and make a file visible only once
+it is complete: a temporary name renamed into place, or a multipart upload completed. A small
+``.sha256`` side file, written last, records ``<sha256> <size>``: it marks the copy complete,
+which is how a redelivered or replayed request knows not to download again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from botocore.exceptions import ClientError
+
+from streamproc.fetch.errors import UnsafeDestination
+
+SHA256_SUFFIX = ".sha256"
+PART_SIZE = 8 * 1024 * 1024
+"""S3 multipart parts must be at least 5 MiB (but the last); 8 MiB bounds memory per upload."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    size: int
+    sha256: str
+
+    def marker(self) -> bytes:
+        return f"{self.sha256} {self.size}\n".encode()
+
+    @classmethod
+    def from_marker(cls, data: bytes) -> Stored | None:
+        fields = data.decode(errors="replace").split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            return None
+        return cls(size=int(fields[1]), sha256=fields[0])
+
+
+class SinkWriter(Protocol):
+    async def write(self, chunk: bytes) -> None: ...
+
+
+class Sink(Protocol):
+    def describe(self, relative: PurePosixPath) -> str: ...
+
+    async def existing(self, relative: PurePosixPath) -> Stored | None:
+        """What a complete earlier copy recorded, or None."""
+
+    def open(self, relative: PurePosixPath) -> contextlib.AbstractAsyncContextManager[SinkWriter]:
+        """A writer; the file appears only if the block exits without an exception."""
+
+    async def mark_complete(self, relative: PurePosixPath, stored: Stored) -> None:
+        """Record a verified copy (after the file itself is in place)."""
+
+
+class LocalDirectorySink:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, relative: PurePosixPath) -> Path:
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root):
+            raise UnsafeDestination(f"{relative} resolves outside the sink directory {self.root}")
+        return path
+
+    def describe(self, relative: PurePosixPath) -> str:
+        return str(self._path(relative))
+
+    def _marker(self, relative: PurePosixPath) -> Path:
+        path = self._path(relative)
+        return path.with_name(f".{path.name}{SHA256_SUFFIX}")
+
+    async def existing(self, relative: PurePosixPath) -> Stored | None:
+        marker = self._marker(relative)
+        if not marker.is_file() or not self._path(relative).is_file():
+            return None
+        return Stored.from_marker(marker.read_bytes())
+
+    async def mark_complete(self, relative: PurePosixPath, stored: Stored) -> None:
+        self._marker(relative).write_bytes(stored.marker())
+
+    @contextlib.asynccontextmanager
+    async def open(self, relative: PurePosixPath) -> AsyncIterator[SinkWriter]:
+        path = self._path(relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.part-{os.getpid()}")
+        handle = partial.open("wb")
+        try:
+            yield _FileWriter(handle)
+            await asyncio.to_thread(_flush_and_sync, handle)
+            handle.close()
+            partial.replace(path)
+        finally:
+            handle.close()
+            partial.unlink(missing_ok=True)
+
+
+class _FileWriter:
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def write(self, chunk: bytes) -> None:
+        await asyncio.to_thread(self._handle.write, chunk)
+
+
+def _flush_and_sync(handle: Any) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+class S3Sink:
+    """Copies into ``s3://bucket/prefix/<relative>`` with multipart uploads."""
+
+    def __init__(self, client: Any, url: str) -> None:
+        parsed = urlparse(url)
+        self.client = client
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+
+    def _key(self, relative: PurePosixPath) -> str:
+        return f"{self.prefix}/{relative}" if self.prefix else str(relative)
+
+    def describe(self, relative: PurePosixPath) -> str:
+        return f"s3://{self.bucket}/{self._key(relative)}"
+
+    async def existing(self, relative: PurePosixPath) -> Stored | None:
+        try:
+            response = await self.client.get_object(
+                Bucket=self.bucket, Key=self._key(relative) + SHA256_SUFFIX
+            )
+            async with response["Body"] as body:
+                return Stored.from_marker(await body.read())
+        except ClientError:
+            return None
+
+    async def mark_complete(self, relative: PurePosixPath, stored: Stored) -> None:
+        key = self._key(relative) + SHA256_SUFFIX
+        await self.client.put_object(Bucket=self.bucket, Key=key, Body=stored.marker())
+
+    @contextlib.asynccontextmanager
+    async def open(self, relative: PurePosixPath) -> AsyncIterator[SinkWriter]:
+        writer = _MultipartWriter(self.client, self.bucket, self._key(relative))
+        try:
+            yield writer
+            await writer.complete()
+        except BaseException:
+            await writer.abort()
+            raise
+
+
+class _MultipartWriter:
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+
+    async def write(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        while len(self.buffer) >= PART_SIZE:
+            await self._upload_part(bytes(self.buffer[:PART_SIZE]))
+            del self.buffer[:PART_SIZE]
+
+    async def _upload_part(self, data: bytes) -> None:
+        if self.upload_id is None:
+            created = await self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)
+            self.upload_id = created["UploadId"]
+        number = len(self.parts) + 1
+        part = await self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
+        )
+        self.parts.append({"ETag": part["ETag"], "PartNumber": number})
+
+    async def complete(self) -> None:
+        if self.upload_id is None:
+            await self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
+        else:
+            if self.buffer:
+                await self._upload_part(bytes(self.buffer))
+                self.buffer.clear()
+            await self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},
+            )
+
+    async def abort(self) -> None:
+        if self.upload_id is not None:
+            with contextlib.suppress(Exception):
+                await self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+                )
+
+
+def sink_from_url(url: str, s3_client: Any) -> Sink:
+    """``s3://bucket/prefix`` for a bucket, anything else is a local directory."""
+    if url.startswith("s3://"):
+        return S3Sink(s3_client, url)
+    return LocalDirectorySink(url.removeprefix("file://"))

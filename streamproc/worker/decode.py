@@ -1,0 +1,70 @@
+"""Raw log records (from the edge or any other producer) to canonical events, or why not.
+
+Nothing here raises on bad input: every record becomes an event, a skip (a well-formed event
+type we do not fold) or an ``Unusable`` with a reason for the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from streamproc.events import RecordingEvent
+from streamproc.providers import PROVIDERS, Provider
+from streamproc.providers.base import parse_json
+from streamproc.providers.errors import InvalidEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A valid event that is not about a recording's lifecycle (counted, not folded)."""
+
+    provider: str
+    event_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unusable:
+    reason: str
+
+
+def _sniff_provider(document: Any) -> Provider | None:
+    """For producers that send no ``provider`` header: recognise the envelope."""
+    if isinstance(document, dict):
+        if {"type", "payload", "id"} <= document.keys():
+            return PROVIDERS["daily"]
+        if {"event", "data", "creationDate"} <= document.keys():
+            return PROVIDERS["openvidu"]
+    return None
+
+
+def decode_record(
+    value: bytes | None, headers: Mapping[str, bytes]
+) -> RecordingEvent | Skipped | Unusable:
+    if not value:
+        return Unusable("empty value (no event bytes)")
+    try:
+        document = parse_json(value)
+    except InvalidEvent as exc:
+        return Unusable(str(exc))
+    named = headers.get("provider")
+    if named is not None:
+        provider = PROVIDERS.get(named.decode(errors="replace"))
+        if provider is None:
+            return Unusable(f"unknown provider header {named!r}")
+    else:
+        provider = _sniff_provider(document)
+        if provider is None:
+            return Unusable("no provider header and the body is no known provider's envelope")
+    try:
+        provider.validate(document)
+        event = provider.to_canonical(document, value)
+    except InvalidEvent as exc:
+        return Unusable(str(exc))
+    except (KeyError, TypeError, ValueError) as exc:
+        return Unusable(f"{provider.name} event could not be mapped: {exc!r}")
+    if event is None:
+        event_type = document.get("type") or document.get("event") or "?"
+        return Skipped(provider.name, str(event_type))
+    return event
