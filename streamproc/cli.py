@@ -1,4 +1,4 @@
-"""``streamproc`` command line: ``up`` (local pipeline), ``broker``, ``edge``."""
+"""``streamproc`` command line: ``up`` (local pipeline), ``edge``, ``worker``, ``broker``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ def _run_edge(args: argparse.Namespace) -> int:
     from streamproc.edge.server import serve_edge
 
     return serve_edge(settings)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    from streamproc.worker.run import serve_worker
+
+    return serve_worker(settings)
 
 
 def _run_broker(args: argparse.Namespace) -> int:
@@ -55,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     edge = commands.add_parser("edge", help="serve the webhook edge (settings from STREAMPROC_*)")
     edge.set_defaults(run=_run_edge)
+
+    worker = commands.add_parser(
+        "worker", help="run the Faust worker (fold, derived topics, fetch)"
+    )
+    worker.set_defaults(run=_run_worker)
 
     broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu)")
     broker.add_argument("--port", type=int, default=9092)

@@ -42,3 +42,18 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: f
             log.info("created topics %s", ", ".join(t.name for t in missing))
     finally:
         await admin.close()
+
+
+async def partition_count(bootstrap: str, topic: str, timeout_s: float = 10) -> int | None:
+    """How many partitions ``topic`` has, or None if it does not exist."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            return None
+        [description] = await admin.describe_topics([topic])
+        return len(description["partitions"])
+    finally:
+        await admin.close()

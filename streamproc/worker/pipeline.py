@@ -1,0 +1,211 @@
+"""What the agents do with each message, in an order that loses nothing on a crash.
+
+For a raw record the steps are:
+
+1. decode it to a canonical event (or dead-letter it, or count and skip it);
+2. if its Kafka key is not the recording id, forward it to the re-keyed topic and stop
+   (so every recording's state lives in one partition);
+3. fold it into the recording's table entry (the table's changelog is written by Faust);
+4. send the new state, one lifecycle message per transition, and a fetch request on the
+   first ``finished``;
+5. Faust flushes those sends, then commits the record's offset.
+
+A crash before 5 redelivers the record: the fold ignores event ids it has applied, derived
+messages carry deterministic ids, and the fetcher skips files it already stored. So the
+pipeline is at-least-once with idempotent outputs; nothing is lost and a consumer can
+de-duplicate by id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+import orjson
+
+from streamproc import derived
+from streamproc.fetch.errors import FetchError
+from streamproc.fetch.fetcher import Fetcher
+from streamproc.fold import RecordingState, SourcePosition, fold
+from streamproc.worker.decode import Skipped, Unusable, decode_record
+
+log = logging.getLogger(__name__)
+SOURCE_HEADERS = ("source-topic", "source-partition", "source-offset")
+
+
+class Sender:
+    """Anything with Faust's ``send(key=, value=, headers=)``: a topic."""
+
+    async def send(self, *, key: bytes, value: bytes, headers: Any = None) -> Any: ...
+
+
+def header_dict(
+    headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
+) -> dict[str, bytes]:
+    if not headers:
+        return {}
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {name: value for name, value in items}
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        table: MutableMapping[bytes, bytes],
+        state: Sender,
+        lifecycle: Sender,
+        fetch_requests: Sender,
+        downloads: Sender,
+        dead_letters: Sender,
+        rekeyed: Sender,
+    ) -> None:
+        self.table = table
+        self.state = state
+        self.lifecycle = lifecycle
+        self.fetch_requests = fetch_requests
+        self.downloads = downloads
+        self.dead_letters = dead_letters
+        self.rekeyed = rekeyed
+        self.counts: Counter[str] = Counter()
+
+    async def dead_letter(
+        self,
+        stage: str,
+        reason: str,
+        source: SourcePosition,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Mapping[str, bytes],
+        recording_id: str | None = None,
+    ) -> None:
+        """The one failure policy: log with position and recording, then dead-letter."""
+        self.counts[f"dead_lettered.{stage}"] += 1
+        log.warning(
+            "dead-lettering %s:%d@%d (recording %s) at %s: %s",
+            source.topic,
+            source.partition,
+            source.offset,
+            recording_id,
+            stage,
+            reason,
+        )
+        message = derived.dead_letter_message(
+            stage=stage,
+            reason=reason,
+            source=source,
+            key=key,
+            value=value,
+            headers=headers.items(),
+            recording_id=recording_id,
+        )
+        await self.dead_letters.send(key=key or b"", value=derived.encode(message))
+
+    async def handle_raw(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Mapping[str, bytes],
+        rekeyed: bool = False,
+    ) -> None:
+        """Steps 1-4 for one raw (or re-keyed) record; never raises on bad input."""
+        self.counts["records"] += 1
+        source = (
+            _original_source(topic, partition, offset, headers)
+            if rekeyed
+            else SourcePosition(topic, partition, offset)
+        )
+        decoded = decode_record(value, headers)
+        if isinstance(decoded, Unusable):
+            await self.dead_letter("decode", decoded.reason, source, key, value, headers)
+            return
+        if isinstance(decoded, Skipped):
+            self.counts[f"skipped.{decoded.provider}.{decoded.event_type}"] += 1
+            return
+        recording_key = decoded.recording_id.encode()
+        if not rekeyed and key != recording_key:
+            self.counts["rekeyed"] += 1
+            forwarded = {**headers, **_source_headers(source)}
+            await self.rekeyed.send(key=recording_key, value=value, headers=list(forwarded.items()))
+            return
+        try:
+            await self._fold(recording_key, decoded, source)
+        except Exception as exc:
+            log.exception("fold failed for %s", decoded.recording_id)
+            await self.dead_letter(
+                "fold", repr(exc), source, key, value, headers, decoded.recording_id
+            )
+
+    async def _fold(self, key: bytes, event: Any, source: SourcePosition) -> None:
+        stored = self.table.get(key)
+        state = None if stored is None else RecordingState.from_dict(orjson.loads(stored))
+        new_state, output = fold(state, event, source)
+        if not output.changed:
+            self.counts["duplicates"] += 1
+            return
+        self.counts["folded"] += 1
+        self.table[key] = orjson.dumps(new_state.to_dict())
+        await self.state.send(
+            key=key, value=derived.encode(derived.state_message(new_state, event.event_id))
+        )
+        for transition in output.transitions:
+            message = derived.lifecycle_message(transition)
+            await self.lifecycle.send(key=key, value=derived.encode(message))
+        if output.fetch is not None:
+            message = derived.fetch_request_message(output.fetch)
+            await self.fetch_requests.send(key=key, value=derived.encode(message))
+
+    async def handle_fetch_request(
+        self,
+        fetcher: Fetcher,
+        source: SourcePosition,
+        key: bytes | None,
+        value: bytes | None,
+        now: float,
+    ) -> None:
+        """Download a finished recording's files; publish one message per file, or dead-letter."""
+        try:
+            request = orjson.loads(value or b"")
+            recording_id = request["recording_id"]
+        except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+            await self.dead_letter(
+                "fetch", f"unreadable fetch request: {exc!r}", source, key, value, {}
+            )
+            return
+        try:
+            downloaded = await fetcher.fetch(request, refetch=bool(request.get("refetch")))
+        except FetchError as exc:
+            await self.dead_letter("fetch", str(exc), source, key, value, {}, recording_id)
+            return
+        except Exception as exc:
+            log.exception("fetch failed for %s", recording_id)
+            await self.dead_letter("fetch", repr(exc), source, key, value, {}, recording_id)
+            return
+        for item in downloaded:
+            self.counts["downloaded"] += 1
+            message = derived.download_message(request["provider"], recording_id, item, now)
+            await self.downloads.send(key=recording_id.encode(), value=derived.encode(message))
+
+
+def _source_headers(source: SourcePosition) -> dict[str, bytes]:
+    values = (source.topic.encode(), b"%d" % source.partition, b"%d" % source.offset)
+    return dict(zip(SOURCE_HEADERS, values, strict=True))
+
+
+def _original_source(
+    topic: str, partition: int, offset: int, headers: Mapping[str, bytes]
+) -> SourcePosition:
+    """Re-keyed records keep pointing at their place in the raw topic."""
+    try:
+        return SourcePosition(
+            headers["source-topic"].decode(),
+            int(headers["source-partition"]),
+            int(headers["source-offset"]),
+        )
+    except (KeyError, ValueError):
+        return SourcePosition(topic, partition, offset)

@@ -1,0 +1,38 @@
+"""The worker's topics: names from settings, partitions matched to the raw topic.
+
+Every topic the fold or fetch agents read or write per recording has as many partitions as
+the raw topic, so Faust co-partitions them: a recording's raw events, its table entry and
+its fetch requests all live in the same partition number on the same worker.
+"""
+
+from __future__ import annotations
+
+from streamproc.kafka.topics import TopicSpec, ensure_topics, partition_count
+from streamproc.settings import Settings
+
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+def rekeyed_topic(settings: Settings) -> str:
+    """Internal: raw records another producer keyed by something else than the recording id."""
+    return f"{settings.app_id}-rekeyed"
+
+
+def worker_topics(settings: Settings, partitions: int) -> list[TopicSpec]:
+    return [
+        TopicSpec(settings.raw_topic, partitions),
+        TopicSpec(rekeyed_topic(settings), partitions),
+        TopicSpec(settings.state_topic, partitions, COMPACTED),
+        TopicSpec(settings.lifecycle_topic, partitions),
+        TopicSpec(settings.fetch_topic, partitions),
+        TopicSpec(settings.downloads_topic, partitions),
+        TopicSpec(settings.dlq_topic, partitions),
+    ]
+
+
+async def prepare_topics(settings: Settings) -> int:
+    """Create what is missing; return the raw topic's partition count, which all follow."""
+    existing = await partition_count(settings.kafka_bootstrap, settings.raw_topic)
+    partitions = existing or settings.raw_topic_partitions
+    await ensure_topics(settings.kafka_bootstrap, worker_topics(settings, partitions))
+    return partitions
