@@ -102,3 +102,55 @@ def signed(provider: str, body: bytes, key: bytes | None = None, ts: str | None 
     """Headers the provider would send with ``body``: signed now unless ``ts`` is given."""
     timestamp = ts or str(int(time.time()))
     return PROVIDERS[provider].scheme.signed_headers(key or KEYS[provider], body, timestamp)
+
+
+@dataclass
+class RunningWorker:
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log_path: Path
+
+
+def worker_env(bootstrap: str, s3_endpoint: str, prefix: str, sink: Path, **extra: str) -> dict:
+    """Settings for a worker whose topics, group and table are all private to ``prefix``."""
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap,
+        "STREAMPROC_APP_ID": f"{prefix}-app",
+        "STREAMPROC_RAW_TOPIC": f"{prefix}.raw",
+        "STREAMPROC_STATE_TOPIC": f"{prefix}.state",
+        "STREAMPROC_LIFECYCLE_TOPIC": f"{prefix}.lifecycle",
+        "STREAMPROC_DOWNLOADS_TOPIC": f"{prefix}.downloads",
+        "STREAMPROC_DLQ_TOPIC": f"{prefix}.dlq",
+        "STREAMPROC_FETCH_TOPIC": f"{prefix}.fetch",
+        "STREAMPROC_DATA_DIR": str(sink.parent / f"{prefix}-data"),
+        "STREAMPROC_SINK": str(sink),
+        "STREAMPROC_S3_ENDPOINT_URL": s3_endpoint,
+        "STREAMPROC_S3_BUCKET": f"{prefix}-recordings",
+        "STREAMPROC_SESSION_TIMEOUT_S": "6",
+        "STREAMPROC_COMMIT_INTERVAL_S": "0.5",
+        "STREAMPROC_FETCH_BACKOFF_S": "0.05",
+        "STREAMPROC_FETCH_ATTEMPTS": "3",
+        **extra,
+    }
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> RunningWorker:
+    env = {**env, "STREAMPROC_WORKER_WEB_PORT": str(free_port())}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamproc", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=log_path.parent,
+        )
+    return RunningWorker(process, env, log_path)
+
+
+def messages(records: list) -> list[dict]:
+    import orjson
+
+    return [orjson.loads(record.value) for record in records]

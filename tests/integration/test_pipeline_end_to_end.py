@@ -1,0 +1,206 @@
+"""Signed webhooks -> edge -> raw topic -> worker -> derived topics and downloaded files.
+
+Everything is real: HTTP to the edge process, the Tansu broker, the Faust worker process,
+moto's S3 server; the derived topics are read back with a plain aiokafka consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streamproc import schemas
+from streamproc.broker import stop_process
+
+from helpers import (
+    example,
+    messages,
+    read_topic,
+    signed,
+    start_edge,
+    start_worker,
+    worker_env,
+)
+
+pytestmark = pytest.mark.integration
+
+DAILY_CLOUD = "api-test-1j8fizhzd30c/Xcm97xRZ08b2dePKb78g/1692124183028"
+DAILY_TRACKS = [
+    "api-test-1j8fizhzd30c/raw-tracks-room/1692124900000-cam-video.webm",
+    "api-test-1j8fizhzd30c/raw-tracks-room/1692124900000-cam-audio.webm",
+]
+OPENVIDU_KEY = "room-123/room-123--XX445.mp4"
+
+
+def _with(document: bytes, **changes) -> bytes:
+    data = orjson.loads(document)
+    for path, value in changes.items():
+        target = data
+        *parents, leaf = path.split("__")
+        for parent in parents:
+            target = target[parent]
+        target[leaf] = value
+    return orjson.dumps(data)
+
+
+@pytest.fixture(scope="module")
+def stack(broker, s3_endpoint, tmp_path_factory):
+    prefix = f"e2e-{uuid.uuid4().hex[:6]}"
+    root = tmp_path_factory.mktemp(prefix)
+    env = worker_env(broker.bootstrap, s3_endpoint, prefix, root / "downloads")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    bucket = env["STREAMPROC_S3_BUCKET"]
+    s3.create_bucket(Bucket=bucket)
+    objects = {DAILY_CLOUD: b"cloud" * 300_000, OPENVIDU_KEY: b"openvidu-mp4" * 1000}
+    # Sizes as announced in the raw-tracks example; a mismatch would be dead-lettered.
+    objects.update(
+        {
+            key: bytes([index]) * size
+            for index, (key, size) in enumerate(zip(DAILY_TRACKS, (182734, 40211), strict=True))
+        }
+    )
+    for key, data in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256")
+    edge = start_edge(broker.bootstrap, env["STREAMPROC_RAW_TOPIC"])
+    worker = start_worker(env, root / "worker.log")
+    try:
+        yield {"env": env, "edge": edge, "worker": worker, "objects": objects, "root": root}
+    finally:
+        stop_process(edge.process)
+        stop_process(worker.process)
+
+
+async def _post(edge, provider: str, body: bytes) -> None:
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as client:
+        response = await client.post(
+            f"/webhooks/{provider}", content=body, headers=signed(provider, body)
+        )
+    assert response.status_code == 200, response.text
+
+
+async def _wait_for(bootstrap: str, topic: str, predicate, timeout_s: float = 90) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = messages(await read_topic(bootstrap, topic, timeout_s=1))
+        if predicate(found) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.5)
+
+
+async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, broker):
+    env, edge = stack["env"], stack["edge"]
+    bootstrap = broker.bootstrap
+    daily_started = example("daily", "recording.started")
+    daily_ready = example("daily", "recording.ready-to-download")
+    raw_tracks = example("daily", "recording.ready-to-download.raw-tracks")
+    failing = _with(example("daily", "recording.error"), id="err-1")
+    ov_started = example("openvidu", "recordingStarted")
+    ov_updated = example("openvidu", "recordingUpdated")
+    ov_ended = example("openvidu", "recordingEnded")
+    # Out of order (ready before started, ended before updated) and duplicated.
+    for provider, body in [
+        ("daily", daily_ready),
+        ("openvidu", ov_started),
+        ("openvidu", ov_ended),
+        ("daily", daily_started),
+        ("openvidu", ov_updated),
+        ("daily", raw_tracks),
+        ("daily", failing),
+        ("daily", daily_ready),
+    ]:
+        await _post(edge, provider, body)
+    # An internal producer writes straight to the raw topic: garbage, a wrong shape, and a
+    # valid event keyed by something else than its recording id.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        raw_topic = env["STREAMPROC_RAW_TOPIC"]
+        await producer.send_and_wait(raw_topic, b"\x00\xffnot json", key=b"junk")
+        wrong_shape = b'{"type": "recording.started", "id": "s", "payload": {}}'
+        await producer.send_and_wait(raw_topic, wrong_shape, key=b"shape")
+        mis_keyed = _with(daily_started, id="mis-keyed-1", payload__recording_id="rec-mis-keyed")
+        await producer.send_and_wait(raw_topic, mis_keyed, key=b"wrong-key")
+    finally:
+        await producer.stop()
+
+    recordings = {
+        "08fa0b24-9220-44c5-846c-3f116cf8e738": "finished",
+        "5b0a61b6-1c9d-4b0f-9c3e-2f0e7a8d9c11": "finished",
+        "room-123--EG_XYZ--XX445": "finished",
+        "c3df927c-f738-4471-a2b7-066fa7e95a6b": "failed",
+        "rec-mis-keyed": "active",
+    }
+
+    def latest(found):
+        states = {}
+        for message in found:
+            states[message["recording_id"]] = message
+        return states
+
+    state = latest(
+        await _wait_for(
+            bootstrap,
+            env["STREAMPROC_STATE_TOPIC"],
+            lambda found: {k: v["status"] for k, v in latest(found).items()} == recordings,
+        )
+    )
+    assert {k: v["status"] for k, v in state.items()} == recordings
+    cloud = state["08fa0b24-9220-44c5-846c-3f116cf8e738"]
+    assert cloud["started_at"] == 1692124183 and cloud["duration_s"] == 9
+    assert cloud["s3_key"] == DAILY_CLOUD and cloud["events_applied"] == 2
+
+    lifecycle = await _wait_for(
+        bootstrap,
+        env["STREAMPROC_LIFECYCLE_TOPIC"],
+        lambda found: sum(m["type"] == "recording.completed" for m in found) >= 3,
+    )
+    completed = [m for m in lifecycle if m["type"] == "recording.completed"]
+    assert sorted(m["recording_id"] for m in completed) == sorted(
+        k for k, v in recordings.items() if v == "finished"
+    )
+    assert [m["recording_id"] for m in lifecycle if m["type"] == "recording.failed"] == [
+        "c3df927c-f738-4471-a2b7-066fa7e95a6b"
+    ]
+    assert len({m["event_id"] for m in lifecycle}) == len(lifecycle)
+
+    downloads = await _wait_for(
+        bootstrap, env["STREAMPROC_DOWNLOADS_TOPIC"], lambda found: len(found) >= 4
+    )
+    assert sorted(m["source"]["key"] for m in downloads) == sorted(stack["objects"])
+    for message in downloads:
+        original = stack["objects"][message["source"]["key"]]
+        assert await asyncio.to_thread(Path(message["destination"]).read_bytes) == original
+        assert message["sha256"] == hashlib.sha256(original).hexdigest()
+        assert message["size"] == len(original)
+
+    dead = await _wait_for(bootstrap, env["STREAMPROC_DLQ_TOPIC"], lambda found: len(found) >= 2)
+    reasons = {m["key_base64"]: m for m in dead}
+    assert set(reasons) == {"anVuaw==", "c2hhcGU="}  # base64 of junk, shape
+    assert "not valid JSON" in reasons["anVuaw=="]["reason"]
+    assert "schema" in reasons["c2hhcGU="]["reason"]
+    assert reasons["anVuaw=="]["source"]["topic"] == env["STREAMPROC_RAW_TOPIC"]
+
+    for topic, schema in [
+        ("STATE", "state"),
+        ("LIFECYCLE", "lifecycle"),
+        ("DOWNLOADS", "download"),
+        ("DLQ", "dead-letter"),
+        ("FETCH", "fetch-request"),
+    ]:
+        for message in messages(await read_topic(bootstrap, env[f"STREAMPROC_{topic}_TOPIC"])):
+            assert schemas.first_error(f"derived/{schema}.json", message) is None, message
