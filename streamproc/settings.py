@@ -17,6 +17,7 @@ from typing import TypeVar
 PREFIX = "STREAMPROC_"
 TABLE_STORES = ("memory://", "rocksdb://")
 GUARANTEES = ("at_least_once", "exactly_once")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 KEY_FIELDS = ("provider", "recording_id", "room", "filename")
 """Placeholders an object-key template may use."""
 T = TypeVar("T")
@@ -64,6 +65,7 @@ class Settings:
     session_timeout_s: float = 30.0
     commit_interval_s: float = 1.0
     processing_guarantee: str = "at_least_once"
+    log_level: str = "INFO"
     # downloads
     fetch_concurrency: int = 8
     fetch_attempts: int = 5
@@ -111,6 +113,7 @@ class Settings:
             processing_guarantee=reader.choice(
                 "PROCESSING_GUARANTEE", defaults.processing_guarantee, GUARANTEES
             ),
+            log_level=reader.choice("LOG_LEVEL", defaults.log_level, LOG_LEVELS),
             fetch_concurrency=reader.integer("FETCH_CONCURRENCY", 8, low=1, high=1024),
             fetch_attempts=reader.integer("FETCH_ATTEMPTS", 5, low=1, high=100),
             fetch_backoff_s=reader.number("FETCH_BACKOFF_S", 0.5, low=0.0, high=600.0),

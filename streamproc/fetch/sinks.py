@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -89,7 +90,7 @@ class LocalDirectorySink:
     async def open(self, relative: PurePosixPath) -> AsyncIterator[SinkWriter]:
         path = self._path(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.part-{os.getpid()}")
+        partial = path.with_name(f".{path.name}.part-{uuid.uuid4().hex}")
         handle = partial.open("wb")
         try:
             yield _FileWriter(handle)

@@ -6,20 +6,25 @@ Agents only move bytes between topics and call the pipeline; all decisions live 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.fold import SourcePosition
 from streamproc.settings import Settings
-from streamproc.worker.pipeline import Pipeline, header_dict
+from streamproc.worker.gaps import SkippedRecordSweeper
+from streamproc.worker.pipeline import Pipeline, header_dict, source_headers
 from streamproc.worker.topics import rekeyed_topic
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 10.0
+SWEEP_INTERVAL_S = 2.0
+FETCH_BATCH_WAIT_S = 0.1
 
 
 def _bytes_topic(app: faust.App, name: str, partitions: int) -> Any:
@@ -71,6 +76,42 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         rekeyed=rekeyed,
     )
 
+    async def forward_raw(record: Any) -> None:
+        headers = {**header_dict(record.headers), **source_headers(record)}
+        await rekeyed.send(key=record.key, value=record.value, headers=list(headers.items()))
+
+    async def forward_fetch(record: Any) -> None:
+        await fetch_requests.send(key=record.key, value=record.value)
+
+    sweeper = SkippedRecordSweeper(
+        settings.kafka_bootstrap,
+        settings.app_id,
+        {
+            raw.get_topic_name(): forward_raw,
+            rekeyed.get_topic_name(): forward_raw,
+            fetch_requests.get_topic_name(): forward_fetch,
+        },
+    )
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        await sweeper.assigned(assigned)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        sweeper.revoked(revoked)
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, **_: Any) -> None:
+        await sweeper.stop()
+
+    @app.timer(SWEEP_INTERVAL_S)
+    async def sweep_skipped_records() -> None:
+        try:
+            await sweeper.sweep()
+        except KafkaError as exc:
+            log.warning("could not check for skipped records: %r", exc)
+
     async def fold_records(stream: Any, is_rekeyed: bool) -> None:
         async for event in stream.events():
             message = event.message
@@ -83,6 +124,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
                 header_dict(message.headers),
                 rekeyed=is_rekeyed,
             )
+            sweeper.handled(message.topic, message.partition, message.offset)
 
     @app.agent(raw, name="fold-raw")
     async def fold_raw(stream: Any) -> None:
@@ -92,18 +134,23 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
     async def fold_rekeyed(stream: Any) -> None:
         await fold_records(stream, is_rekeyed=True)
 
-    @app.agent(fetch_requests, name="fetch", concurrency=settings.fetch_concurrency)
+    async def fetch_one(fetcher: Fetcher, message: Any) -> None:
+        await pipeline.handle_fetch_request(
+            fetcher,
+            SourcePosition(message.topic, message.partition, message.offset),
+            message.key,
+            message.value,
+            now=time.time(),
+        )
+        sweeper.handled(message.topic, message.partition, message.offset)
+
+    @app.agent(fetch_requests, name="fetch")
     async def fetch(stream: Any) -> None:
+        """Up to ``fetch_concurrency`` downloads at a time; the batch is acked when all end."""
         async with Fetcher(settings) as fetcher:
-            async for event in stream.events():
-                message = event.message
-                await pipeline.handle_fetch_request(
-                    fetcher,
-                    SourcePosition(message.topic, message.partition, message.offset),
-                    message.key,
-                    message.value,
-                    now=time.time(),
-                )
+            batches = stream.take_events(settings.fetch_concurrency, within=FETCH_BATCH_WAIT_S)
+            async for events in batches:
+                await asyncio.gather(*(fetch_one(fetcher, event.message) for event in events))
 
     @app.timer(PROGRESS_INTERVAL_S)
     async def report_progress() -> None:

@@ -113,8 +113,13 @@ class Pipeline:
         headers: Mapping[str, bytes],
         rekeyed: bool = False,
     ) -> None:
-        """Steps 1-4 for one raw (or re-keyed) record; never raises on bad input."""
+        """Steps 1-4 for one raw (or re-keyed) record; never raises on bad input.
+
+        A re-keyed record is one forwarded by this worker (see step 2 and ``gaps.py``): its
+        headers point at its place in the raw topic, which is what provenance reports.
+        """
         self.counts["records"] += 1
+        log.debug("raw record %s:%d@%d key=%r", topic, partition, offset, key)
         source = (
             _original_source(topic, partition, offset, headers)
             if rekeyed
@@ -128,7 +133,7 @@ class Pipeline:
             self.counts[f"skipped.{decoded.provider}.{decoded.event_type}"] += 1
             return
         recording_key = decoded.recording_id.encode()
-        if not rekeyed and key != recording_key:
+        if key != recording_key:
             self.counts["rekeyed"] += 1
             forwarded = {**headers, **_source_headers(source)}
             await self.rekeyed.send(key=recording_key, value=value, headers=list(forwarded.items()))
@@ -190,6 +195,14 @@ class Pipeline:
             self.counts["downloaded"] += 1
             message = derived.download_message(request["provider"], recording_id, item, now)
             await self.downloads.send(key=recording_id.encode(), value=derived.encode(message))
+
+
+def source_headers(record: Any) -> dict[str, bytes]:
+    """Where a record came from, unless it already says (a forwarded record keeps its origin)."""
+    headers = header_dict(record.headers)
+    if all(name in headers for name in SOURCE_HEADERS):
+        return {}
+    return _source_headers(SourcePosition(record.topic, record.partition, record.offset))
 
 
 def _source_headers(source: SourcePosition) -> dict[str, bytes]:

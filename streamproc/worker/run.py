@@ -26,6 +26,6 @@ def serve_worker(settings: Settings) -> int:
         return 1
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = build_app(settings, partitions)
-    worker = faust.Worker(app, loglevel="INFO")
+    worker = faust.Worker(app, loglevel=settings.log_level)
     worker.execute_from_commandline()
     return 0

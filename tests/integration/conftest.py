@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from s3proxy import S3Proxy
 
 from streamproc.broker import EmbeddedBroker, stop_process
 
@@ -19,3 +20,24 @@ def edge(broker: EmbeddedBroker) -> Iterator[RunningEdge]:
         yield running
     finally:
         stop_process(running.process)
+
+
+@pytest.fixture
+def s3_proxy(s3_endpoint: str) -> Iterator[S3Proxy]:
+    proxy = S3Proxy(s3_endpoint).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )

@@ -1,0 +1,151 @@
+"""Finds records the Faust stream skipped, and sends them round again.
+
+faust-streaming 0.15 can skip records after a restart or rebalance: records fetched while
+table recovery runs are cleared from the stream when it seeks back to the committed offset,
+the rest of the already-fetched batch is still delivered, and when the seek re-fetches the
+cleared records Faust drops them as "already read" (its ``DROPPED MESSAGE ROFF`` path; see
+faust-streaming issues #216 and #221), then commits past them. Our restart test caught a
+recording whose ``started`` event was never folded.
+
+The sweeper keeps, per partition, the lowest offset not yet handled (starting from the
+committed offset at assignment) and the handled offsets above it. Every few seconds it
+compares that with the group's committed offset: if Faust committed past records we never
+handled, it reads them again with a plain consumer and forwards them through a topic the
+agents consume (raw records via the re-keyed topic, fetch requests to the fetch topic).
+The fold and the fetcher are idempotent, so a record handled twice is harmless; a record
+never handled is not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+log = logging.getLogger(__name__)
+Forward = Callable[[ConsumerRecord], Awaitable[None]]
+
+
+class PartitionProgress:
+    """Offsets handled on one partition: everything below ``low``, plus ``above``."""
+
+    def __init__(self, low: int | None = None) -> None:
+        self.low = low
+        self.above: set[int] = set()
+
+    def add(self, offset: int) -> None:
+        if self.low is None or offset >= self.low:
+            self.above.add(offset)
+            self._advance()
+
+    def start_at(self, low: int) -> None:
+        if self.low is None:
+            self.low = low
+            self.above = {o for o in self.above if o >= low}
+            self._advance()
+
+    def _advance(self) -> None:
+        if self.low is None:
+            return
+        while self.low in self.above:
+            self.above.discard(self.low)
+            self.low += 1
+
+    def missing(self, end: int) -> list[int]:
+        """Offsets in ``[low, end)`` that were not handled."""
+        if self.low is None:
+            return []
+        return [o for o in range(self.low, end) if o not in self.above]
+
+    def skip_to(self, end: int) -> None:
+        if self.low is not None and end > self.low:
+            self.low = end
+            self.above = {o for o in self.above if o >= end}
+            self._advance()
+
+
+class SkippedRecordSweeper:
+    def __init__(self, bootstrap: str, group_id: str, forwards: dict[str, Forward]) -> None:
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.forwards = forwards
+        self._progress: dict[TopicPartition, PartitionProgress] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self.forwarded = 0
+
+    def handled(self, topic: str, partition: int, offset: int) -> None:
+        tp = TopicPartition(topic, partition)
+        self._progress.setdefault(tp, PartitionProgress()).add(offset)
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                group_id=self.group_id,
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        """Track newly assigned partitions from their committed offsets."""
+        consumer = await self._started()
+        for faust_tp in partitions:
+            tp = TopicPartition(faust_tp.topic, faust_tp.partition)
+            if tp.topic in self.forwards:
+                committed = await consumer.committed(tp)
+                progress = self._progress.setdefault(tp, PartitionProgress())
+                progress.start_at(committed if committed is not None else 0)
+
+    def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._progress.pop(TopicPartition(tp.topic, tp.partition), None)
+
+    async def sweep(self) -> int:
+        """Forward every record committed past but never handled; return how many."""
+        consumer = await self._started()
+        forwarded = 0
+        for tp, progress in list(self._progress.items()):
+            committed = await consumer.committed(tp)
+            if committed is None:
+                continue
+            missing = set(progress.missing(committed))
+            if missing:
+                log.warning(
+                    "%s:%d: %d record(s) below the committed offset %d were never handled; "
+                    "forwarding them again",
+                    tp.topic,
+                    tp.partition,
+                    len(missing),
+                    committed,
+                )
+                for record in await self._read(tp, min(missing), committed):
+                    if record.offset in missing:
+                        await self.forwards[tp.topic](record)
+                        forwarded += 1
+            progress.skip_to(committed)
+        self.forwarded += forwarded
+        return forwarded
+
+    async def _read(self, tp: TopicPartition, start: int, end: int) -> list[ConsumerRecord]:
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await reader.start()
+        try:
+            reader.assign([tp])
+            reader.seek(tp, start)
+            records: list[ConsumerRecord] = []
+            while await reader.position(tp) < end:
+                batch = await reader.getmany(tp, timeout_ms=1000)
+                if not batch:
+                    break
+                records.extend(r for r in batch.get(tp, []) if r.offset < end)
+            return records
+        finally:
+            await reader.stop()
