@@ -126,7 +126,12 @@ async def test_killed_worker_recovers_its_table_and_loses_nothing(broker, s3_pro
         by_type.setdefault(message["type"], set()).add(message["recording_id"])
     expected = {f"rec-{index:04d}" for index in range(FIRST + SECOND)}
     assert by_type["recording.completed"] == expected, "a completed transition was lost"
-    assert by_type["recording.active"] == expected
+    # "active" may legitimately be skipped: if a skipped "started" is folded after "finished",
+    # the status does not move back. Both events must still be in every recording's state.
+    states = {}
+    for message in messages(await read_topic(broker.bootstrap, topics["STATE"])):
+        states[message["recording_id"]] = message
+    assert {rid for rid, m in states.items() if m["events_applied"] >= 2} == expected
     assert "recording.failed" not in by_type, "the table was not recovered from its changelog"
     completed_ids = [m["event_id"] for m in events if m["type"] == "recording.completed"]
     assert len(set(completed_ids)) == FIRST + SECOND
