@@ -1,0 +1,96 @@
+from pathlib import Path, PurePosixPath
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamproc.fetch.errors import NothingToFetch, UnsafeDestination
+from streamproc.fetch.plan import destination, object_keys
+from streamproc.fetch.sinks import LocalDirectorySink, Stored
+
+TEMPLATE = "{room}/{filename}"
+
+
+def request(**fields):
+    base = {
+        "provider": "daily",
+        "recording_id": "r1",
+        "room": "room",
+        "s3_key": None,
+        "tracks": None,
+        "filename": None,
+    }
+    return base | fields
+
+
+def test_daily_cloud_recording_fetches_its_key():
+    assert object_keys(request(s3_key="a/b/c"), TEMPLATE) == ["a/b/c"]
+
+
+def test_raw_tracks_fetch_every_track():
+    tracks = [{"s3_key": "t/1.webm", "size": 3, "kind": "video"}, {"s3_key": "t/2.webm"}]
+    assert object_keys(request(s3_key="prefix", tracks=tracks), TEMPLATE) == [
+        "t/1.webm",
+        "t/2.webm",
+    ]
+
+
+def test_openvidu_key_comes_from_the_template():
+    ov = request(provider="openvidu", recording_id="rec", room="room-1", filename="f.mp4")
+    assert object_keys(ov, TEMPLATE) == ["room-1/f.mp4"]
+    assert object_keys(ov, "recordings/{recording_id}.mp4") == ["recordings/rec.mp4"]
+    with pytest.raises(NothingToFetch, match="needs filename"):
+        object_keys(ov | {"filename": None}, TEMPLATE)
+
+
+def test_daily_without_key_or_tracks_has_nothing_to_fetch():
+    with pytest.raises(NothingToFetch):
+        object_keys(request(), TEMPLATE)
+
+
+@pytest.mark.parametrize(
+    ("recording_id", "key"),
+    [
+        ("..", "file"),
+        ("r1", "../../etc/passwd"),
+        ("r1", "/etc/passwd"),
+        ("r1", "a/../../b"),
+        ("r1", "a\x00b"),
+        ("r1", "a//b"),
+        ("r1", "C:\\windows"),
+        ("a/../../..", "k"),
+    ],
+)
+def test_destinations_that_could_leave_the_sink_are_refused(recording_id, key):
+    with pytest.raises(UnsafeDestination):
+        destination("daily", recording_id, key)
+
+
+@given(st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=80))
+def test_any_accepted_destination_stays_inside_the_sink(recording_id, key):
+    root = Path("/srv/sink")
+    try:
+        relative = destination("daily", recording_id, key)
+    except UnsafeDestination:
+        return
+    assert not relative.is_absolute()
+    assert ".." not in relative.parts
+    resolved = (root / relative).resolve()
+    assert resolved.is_relative_to(root)
+
+
+async def test_local_sink_shows_a_file_only_when_complete(tmp_path):
+    sink = LocalDirectorySink(tmp_path)
+    relative = PurePosixPath("daily/r1/file.mp4")
+    with pytest.raises(RuntimeError):
+        async with sink.open(relative) as writer:
+            await writer.write(b"half")
+            raise RuntimeError("connection reset")
+    assert list(tmp_path.rglob("*")) == [tmp_path / "daily", tmp_path / "daily" / "r1"]
+    assert await sink.existing(relative) is None
+    async with sink.open(relative) as writer:
+        await writer.write(b"whole")
+    assert (tmp_path / relative).read_bytes() == b"whole"
+    assert await sink.existing(relative) is None  # no marker yet: not known to be verified
+    await sink.mark_complete(relative, Stored(size=5, sha256="ab" * 32))
+    assert await sink.existing(relative) == Stored(size=5, sha256="ab" * 32)
