@@ -39,7 +39,8 @@ class Fetcher:
                 endpoint_url=settings.s3_endpoint_url,
                 region_name=settings.s3_region,
                 config=AioConfig(
-                    retries={"max_attempts": 1},  # our own retry loop restarts whole objects
+                    # one attempt per call: our own retry loop restarts whole objects
+                    retries={"mode": "standard", "total_max_attempts": 1},
                     connect_timeout=settings.fetch_timeout_s,
                     read_timeout=settings.fetch_timeout_s,
                 ),

@@ -109,6 +109,12 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
     daily_ready = example("daily", "recording.ready-to-download")
     raw_tracks = example("daily", "recording.ready-to-download.raw-tracks")
     failing = _with(example("daily", "recording.error"), id="err-1")
+    missing_file = _with(
+        daily_ready,
+        id="rtd-missing",
+        payload__recording_id="rec-no-file",
+        payload__s3_key="gone.mp4",
+    )
     ov_started = example("openvidu", "recordingStarted")
     ov_updated = example("openvidu", "recordingUpdated")
     ov_ended = example("openvidu", "recordingEnded")
@@ -122,6 +128,7 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         ("daily", raw_tracks),
         ("daily", failing),
         ("daily", daily_ready),
+        ("daily", missing_file),
     ]:
         await _post(edge, provider, body)
     # An internal producer writes straight to the raw topic: garbage, a wrong shape, and a
@@ -144,6 +151,7 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         "room-123--EG_XYZ--XX445": "finished",
         "c3df927c-f738-4471-a2b7-066fa7e95a6b": "failed",
         "rec-mis-keyed": "active",
+        "rec-no-file": "finished",
     }
 
     def latest(found):
@@ -167,12 +175,13 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
     lifecycle = await _wait_for(
         bootstrap,
         env["STREAMPROC_LIFECYCLE_TOPIC"],
-        lambda found: sum(m["type"] == "recording.completed" for m in found) >= 3,
+        lambda found: sum(m["type"] == "recording.completed" for m in found) >= 4,
     )
     completed = [m for m in lifecycle if m["type"] == "recording.completed"]
     assert sorted(m["recording_id"] for m in completed) == sorted(
         k for k, v in recordings.items() if v == "finished"
     )
+
     assert [m["recording_id"] for m in lifecycle if m["type"] == "recording.failed"] == [
         "c3df927c-f738-4471-a2b7-066fa7e95a6b"
     ]
@@ -188,8 +197,12 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         assert message["sha256"] == hashlib.sha256(original).hexdigest()
         assert message["size"] == len(original)
 
-    dead = await _wait_for(bootstrap, env["STREAMPROC_DLQ_TOPIC"], lambda found: len(found) >= 2)
-    reasons = {m["key_base64"]: m for m in dead}
+    dead = await _wait_for(bootstrap, env["STREAMPROC_DLQ_TOPIC"], lambda found: len(found) >= 3)
+    [fetch_failure] = [m for m in dead if m["stage"] == "fetch"]
+    assert fetch_failure["recording_id"] == "rec-no-file"
+    assert "404" in fetch_failure["reason"]
+    assert fetch_failure["source"]["topic"] == env["STREAMPROC_FETCH_TOPIC"]
+    reasons = {m["key_base64"]: m for m in dead if m["stage"] == "decode"}
     assert set(reasons) == {"anVuaw==", "c2hhcGU="}  # base64 of junk, shape
     assert "not valid JSON" in reasons["anVuaw=="]["reason"]
     assert "schema" in reasons["c2hhcGU="]["reason"]
