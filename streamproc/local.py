@@ -1,8 +1,9 @@
 """``streamproc up``: the whole pipeline on one machine, embedded parts where none are given.
 
-Starts the embedded broker unless ``STREAMPROC_KAFKA_BOOTSTRAP`` is set, then the edge as a
-child process (so the edge never imports what the worker needs); Ctrl-C or SIGTERM stops
-every child, in reverse order, and nothing is left running.
+Starts the embedded broker unless ``STREAMPROC_KAFKA_BOOTSTRAP`` is set and the embedded S3
+server (with the recordings bucket) unless ``STREAMPROC_S3_ENDPOINT_URL`` is set, then the
+edge and the worker as child processes (so the edge never imports what the worker needs).
+Ctrl-C or SIGTERM stops every child, in reverse order, and nothing is left running.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from streamproc.broker import (
     stop_process,
     wait_for_port,
 )
+from streamproc.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
 from streamproc.settings import PREFIX, Settings
 
 
@@ -45,10 +47,15 @@ def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def _print_banner(settings: Settings, env: dict[str, str]) -> None:
     base = f"http://{settings.edge_host}:{settings.edge_port}"
+    topics = (settings.state_topic, settings.lifecycle_topic, settings.downloads_topic)
     lines = [
         "streamproc is up",
         f"  kafka bootstrap : {env[PREFIX + 'KAFKA_BOOTSTRAP']}",
         f"  raw topic       : {settings.raw_topic}",
+        f"  derived topics  : {', '.join(topics)}, {settings.dlq_topic} (dead letters)",
+        f"  S3 source       : {env.get(PREFIX + 'S3_ENDPOINT_URL') or 'AWS'} "
+        f"bucket {settings.s3_bucket}",
+        f"  downloads go to : {settings.sink}",
         f"  Daily webhooks  : POST {base}/webhooks/daily",
         f"  OpenVidu hooks  : POST {base}/webhooks/openvidu",
         f"  health/metrics  : {base}/healthz  {base}/readyz  {base}/metrics",
@@ -79,14 +86,22 @@ def run_local_stack(settings: Settings) -> int:
                 return 1
             stack.callback(broker.stop)
         env[PREFIX + "KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+        if PREFIX + "S3_ENDPOINT_URL" not in os.environ:
+            s3 = EmbeddedS3().start()
+            stack.callback(s3.stop)
+            s3.client().create_bucket(Bucket=settings.s3_bucket)
+            env[PREFIX + "S3_ENDPOINT_URL"] = s3.url
+            env.update(LOCAL_CREDENTIALS)
         edge = _child(["edge"], env)
         stack.callback(stop_process, edge)
+        worker = _child(["worker"], env)
+        stack.callback(stop_process, worker)
         if not wait_for_port(settings.edge_host, settings.edge_port, timeout_s=30):
             print("streamproc: the edge did not start; see its log above", file=sys.stderr)
             return 1
         _print_banner(settings, env)
         try:
-            for _ in _watch([edge]):
+            for _ in _watch([edge, worker]):
                 pass
         except KeyboardInterrupt:
             print("stopping...", flush=True)
