@@ -70,10 +70,13 @@ async def wait_until(predicate, timeout_s: float = 120, step: float = 0.3):
     return result
 
 
-async def test_killed_worker_recovers_its_table_and_loses_nothing(broker, s3_proxy, tmp_path):
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_killed_worker_recovers_its_table_and_loses_nothing(
+    broker, s3_proxy, tmp_path, store
+):
     prefix = f"restart-{uuid.uuid4().hex[:6]}"
     sink = tmp_path / "downloads"
-    env = worker_env(broker.bootstrap, s3_proxy.url, prefix, sink)
+    env = worker_env(broker.bootstrap, s3_proxy.url, prefix, sink, STREAMPROC_TABLE_STORE=store)
     s3 = s3_client(s3_proxy.upstream)
     bucket = env["STREAMPROC_S3_BUCKET"]
     s3.create_bucket(Bucket=bucket)
