@@ -1,0 +1,165 @@
+"""Worker throughput: events/s folded by ``streamproc worker`` vs a plain Faust Table agent.
+
+Both consume the same raw topic (signed-edge-shaped events, 4 partitions) on the embedded
+broker in this run; the ratio is what to compare across machines. Usage:
+
+    .venv/bin/python bench/worker_throughput.py [--events 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streamproc.broker import EmbeddedBroker, free_port, stop_process
+from streamproc.kafka.topics import TopicSpec, ensure_topics
+
+PARTITIONS = 4
+HERE = Path(__file__).resolve().parent
+
+
+def events(count: int) -> list[tuple[bytes, bytes, bytes]]:
+    """(key, provider, body): OpenVidu started/updated/ending cycles, no finished (no S3)."""
+    out = []
+    statuses = ["STARTING", "ACTIVE", "ENDING"]
+    for index in range(count):
+        recording = f"bench-{index // 3:06d}"
+        status = statuses[index % 3]
+        body = orjson.dumps(
+            {
+                "creationDate": 1_700_000_000_000 + index,
+                "event": "recordingStarted" if status == "STARTING" else "recordingUpdated",
+                "data": {
+                    "recordingId": recording,
+                    "roomId": "bench-room",
+                    "status": status,
+                    "filename": f"{recording}.mp4",
+                    "startDate": 1_700_000_000_000,
+                },
+            }
+        )
+        out.append((recording.encode(), b"openvidu", body))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, items) -> dict[int, int]:
+    """Write all events; return the true end offset per partition (ListOffsets is unreliable)."""
+    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS)])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    ends: dict[int, int] = {}
+    try:
+        futures = [
+            await producer.send(topic, body, key=key, headers=[("provider", provider)])
+            for key, provider, body in items
+        ]
+        await producer.flush()
+        for future in futures:
+            metadata = future.result()
+            ends[metadata.partition] = max(ends.get(metadata.partition, 0), metadata.offset + 1)
+    finally:
+        await producer.stop()
+    return ends
+
+
+async def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        total = 0
+        for partition in range(PARTITIONS):
+            total += await consumer.committed(TopicPartition(topic, partition)) or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+async def measure(command, env, bootstrap, group, topic, total, label) -> float:
+    """Events/s between the first and the last committed progress (start-up excluded)."""
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        first_at, first_done = None, 0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            done = await committed_total(bootstrap, group, topic)
+            now = time.monotonic()
+            if done and first_at is None:
+                first_at, first_done = now, done
+            if done >= total:
+                rate = (done - first_done) / max(now - first_at, 1e-6)
+                print(f"{label:<28} {rate:10,.0f} events/s  ({done - first_done} events measured)")
+                return rate
+            print(f"  {label}: {done}/{total} committed", file=sys.stderr, flush=True)
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"{label} did not finish in time")
+    finally:
+        stop_process(process)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=30_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap
+        topic = "bench.raw"
+        ends = await produce(bootstrap, topic, events(args.events))
+        total = sum(ends.values())
+        print(f"{total} events in {topic} ({PARTITIONS} partitions), embedded broker")
+        baseline_env = {
+            **os.environ,
+            "BENCH_BOOTSTRAP": bootstrap,
+            "BENCH_TOPIC": topic,
+            "BENCH_GROUP": "bench-baseline",
+            "BENCH_PARTITIONS": str(PARTITIONS),
+            "BENCH_DATADIR": f"{scratch}/baseline",
+            "BENCH_WEB_PORT": str(free_port()),
+        }
+        baseline = await measure(
+            [sys.executable, str(HERE / "faust_baseline.py")],
+            baseline_env,
+            bootstrap,
+            "bench-baseline",
+            topic,
+            total,
+            "plain Faust table agent",
+        )
+        worker_env = {
+            **os.environ,
+            "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap,
+            "STREAMPROC_RAW_TOPIC": topic,
+            "STREAMPROC_APP_ID": "bench-worker",
+            "STREAMPROC_DATA_DIR": f"{scratch}/worker",
+            "STREAMPROC_WORKER_WEB_PORT": str(free_port()),
+            "STREAMPROC_LOG_LEVEL": "WARNING",
+            "STREAMPROC_STATE_TOPIC": "bench.state",
+            "STREAMPROC_LIFECYCLE_TOPIC": "bench.lc",
+            "STREAMPROC_FETCH_TOPIC": "bench.fetch",
+            "STREAMPROC_DLQ_TOPIC": "bench.dlq",
+            "STREAMPROC_DOWNLOADS_TOPIC": "bench.downloads",
+        }
+        worker = await measure(
+            [sys.executable, "-m", "streamproc", "worker"],
+            worker_env,
+            bootstrap,
+            "bench-worker",
+            topic,
+            total,
+            "streamproc worker (fold)",
+        )
+        print(f"ratio streamproc / plain Faust: {worker / baseline:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
