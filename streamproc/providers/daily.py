@@ -26,7 +26,7 @@ def is_verification(document: Any) -> bool:
 
 def schema_name(document: dict[str, Any]) -> str:
     event_type = document.get("type")
-    if event_type in STATUS_BY_TYPE:
+    if isinstance(event_type, str) and event_type in STATUS_BY_TYPE:
         return f"raw/daily/{event_type}.json"
     return "raw/daily/envelope.json"
 

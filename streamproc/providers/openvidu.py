@@ -33,9 +33,9 @@ def is_verification(document: Any) -> bool:
 
 def schema_name(document: dict[str, Any]) -> str:
     event = document.get("event")
-    return (
-        f"raw/openvidu/{event}.json" if event in RECORDING_EVENTS else "raw/openvidu/envelope.json"
-    )
+    if isinstance(event, str) and event in RECORDING_EVENTS:
+        return f"raw/openvidu/{event}.json"
+    return "raw/openvidu/envelope.json"
 
 
 def identify(document: dict[str, Any], body: bytes) -> Identity:

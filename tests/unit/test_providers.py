@@ -2,11 +2,18 @@
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamproc import schemas
 from streamproc.providers import PROVIDERS, daily, openvidu
 from streamproc.providers.base import Accepted, Verification
-from streamproc.providers.errors import MalformedJson, MissingSignature, SchemaViolation
+from streamproc.providers.errors import (
+    MalformedJson,
+    MissingSignature,
+    ProviderError,
+    SchemaViolation,
+)
 from streamproc.settings import Secret
 
 from helpers import EXAMPLES, example
@@ -117,3 +124,53 @@ def test_signed_garbage_is_malformed_json_and_wrong_shape_is_a_schema_violation(
             "daily",
             b'{"version":"1","type":"recording.started","id":"x","payload":{},"event_ts":1}',
         )
+
+
+@pytest.mark.parametrize(
+    ("provider", "body"),
+    [
+        ("daily", b'{"type": [], "id": "x", "payload": {}, "version": "1", "event_ts": 1}'),
+        ("daily", b'["not", "an", "object"]'),
+        ("daily", b'"just a string"'),
+        ("openvidu", b'{"event": {"nested": 1}, "creationDate": 1, "data": {}}'),
+        ("openvidu", b"null"),
+    ],
+)
+def test_json_of_the_wrong_shape_is_a_schema_violation_not_a_crash(provider, body):
+    with pytest.raises(SchemaViolation):
+        _accept(provider, body)
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+envelope_keys = st.sampled_from(
+    ["type", "id", "payload", "version", "event_ts", "event", "data", "creationDate", "test"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    provider=st.sampled_from(["daily", "openvidu"]),
+    document=st.dictionaries(envelope_keys, json_values, max_size=6) | json_values,
+)
+def test_any_signed_json_is_accepted_or_refused_with_a_provider_error(provider, document):
+    body = orjson.dumps(document)
+    try:
+        result = _accept(provider, body)
+    except ProviderError:
+        return
+    assert isinstance(result, Accepted | Verification)
+    if isinstance(result, Accepted):
+        PROVIDERS[provider].canonical(body)  # a published event always maps (or is skipped)
