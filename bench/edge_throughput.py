@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from streamproc.broker import EmbeddedBroker, free_port, stop_process, wait_for_port
+from streamproc.broker import EmbeddedBroker
+from streamproc.processes import free_port, stop_process, wait_for_port
 from streamproc.providers import daily
 
 HERE = Path(__file__).resolve().parent

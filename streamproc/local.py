@@ -17,14 +17,9 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 
-from streamproc.broker import (
-    BrokerError,
-    EmbeddedBroker,
-    graceful_termination,
-    stop_process,
-    wait_for_port,
-)
+from streamproc.broker import BrokerError, EmbeddedBroker
 from streamproc.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
+from streamproc.processes import graceful_termination, stop_process, wait_for_port
 from streamproc.settings import PREFIX, Settings
 
 

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamproc.broker import free_port, stop_process, wait_for_port
+from streamproc.processes import free_port, stop_process, wait_for_port
 from streamproc.providers import PROVIDERS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 from s3proxy import S3Proxy
 
-from streamproc.broker import EmbeddedBroker, stop_process
+from streamproc.broker import EmbeddedBroker
+from streamproc.processes import stop_process
 
 from helpers import RunningEdge, start_edge
 

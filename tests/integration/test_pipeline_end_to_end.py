@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streamproc import schemas
-from streamproc.broker import stop_process
+from streamproc.processes import stop_process
 
 from helpers import (
     example,

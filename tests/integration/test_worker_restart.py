@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from conftest import s3_client
 
-from streamproc.broker import stop_process
+from streamproc.processes import stop_process
 
 from helpers import messages, read_topic, start_worker, worker_env
 
