@@ -104,7 +104,7 @@ class EdgeApp:
             await send_error(send, error.status, error.code, str(error), error.headers)
         except ClientDisconnected:
             return
-        except Exception:  # noqa: BLE001 - our bug: log it, answer in the usual shape
+        except Exception:  # our bug: log it, answer in the usual shape
             log.exception("unexpected error on %s %s", method, path)
             await send_error(send, 500, "internal_error", "the edge failed; this is a bug")
 
