@@ -184,5 +184,4 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
             )
             log.info("progress: %s", summary)
 
-    app.pipeline = pipeline  # type: ignore[attr-defined]
     return app

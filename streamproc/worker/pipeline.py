@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 SOURCE_HEADERS = ("source-topic", "source-partition", "source-offset")
 
 
-class Sender:
-    """Anything with Faust's ``send(key=, value=, headers=)``: a topic."""
+class Sender(Protocol):
+    """Anything with Faust's ``send(key=, value=, headers=)``: a topic or a ProducerSender."""
 
     async def send(self, *, key: bytes, value: bytes, headers: Any = None) -> Any: ...
 
