@@ -1,4 +1,4 @@
-"""``streamproc`` command line: ``up`` (local pipeline), ``edge``, ``worker``, ``broker``."""
+"""``streamproc`` command line: ``up``, ``edge``, ``worker``, ``replay``, ``broker``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from streamproc.settings import Settings, SettingsError
 
@@ -30,6 +31,40 @@ def _run_worker(args: argparse.Namespace) -> int:
     from streamproc.worker.run import serve_worker
 
     return serve_worker(settings)
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    from streamproc.replay import ReplayRange, print_report, run
+
+    selection = ReplayRange(
+        from_offset=args.from_offset,
+        from_time=args.from_time,
+        to_offset=args.to_offset,
+        to_time=args.to_time,
+        partitions=args.partition,
+    )
+    try:
+        result = run(
+            settings,
+            selection,
+            dry_run=args.dry_run,
+            output_suffix=args.output_suffix,
+            refetch=args.refetch,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"streamproc: replay failed: {exc}", file=sys.stderr)
+        return 1
+    print_report(settings, result, dry_run=args.dry_run, show=args.show)
+    return 0
 
 
 def _run_broker(args: argparse.Namespace) -> int:
@@ -67,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="run the Faust worker (fold, derived topics, fetch)"
     )
     worker.set_defaults(run=_run_worker)
+
+    replay = commands.add_parser(
+        "replay", help="derive state and lifecycle again from the raw log (backfill)"
+    )
+    start = replay.add_mutually_exclusive_group()
+    start.add_argument("--from-offset", type=int, metavar="N", help="emit from offset N")
+    start.add_argument(
+        "--from-time", type=_timestamp, metavar="TIME", help="e.g. 2026-11-01T00:00:00Z"
+    )
+    end = replay.add_mutually_exclusive_group()
+    end.add_argument("--to-offset", type=int, metavar="N", help="last offset included")
+    end.add_argument("--to-time", type=_timestamp, metavar="TIME")
+    replay.add_argument("--partition", type=int, action="append", help="only this partition")
+    replay.add_argument("--dry-run", action="store_true", help="fold and report, write nothing")
+    replay.add_argument("--output-suffix", metavar="S", help="write to <topic>.<S> instead")
+    replay.add_argument("--refetch", action="store_true", help="download stored files again")
+    replay.add_argument("--show", type=int, default=20, help="rows of the change table")
+    replay.set_defaults(run=_run_replay)
 
     broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu)")
     broker.add_argument("--port", type=int, default=9092)

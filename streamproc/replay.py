@@ -1,0 +1,274 @@
+"""``streamproc replay``: derive state and lifecycle again from the raw log, from any point.
+
+Each selected partition is folded from its first record, so the state at the start point is
+exactly what the log says; outputs are emitted only for records inside the chosen range
+(``--from-offset``/``--from-time`` to ``--to-offset``/``--to-time``). The fold is pure and
+the ids are deterministic, so replaying the same range twice writes the same keys, ids and
+values, and consumers can de-duplicate a replay against the live output.
+
+The embedded broker's ``end_offsets`` is unreliable (see README), so the end of each
+partition is the high watermark a fetch reports when the replay starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from tqdm import tqdm
+
+from streamproc import derived
+from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
+from streamproc.settings import Settings
+from streamproc.worker.decode import Skipped, Unusable, decode_record
+from streamproc.worker.pipeline import header_dict
+
+FoldFunction = Callable[..., tuple[RecordingState, FoldOutput]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRange:
+    from_offset: int | None = None
+    from_time: datetime | None = None
+    to_offset: int | None = None
+    """Last offset included."""
+    to_time: datetime | None = None
+    partitions: Sequence[int] | None = None
+
+
+@dataclass
+class ReplayResult:
+    states: dict[str, RecordingState] = field(default_factory=dict)
+    emitted: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    """(topic, key, value) in emission order."""
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+async def _offset_at(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, when: datetime, end: int
+) -> int:
+    """First offset at or after ``when``; the end if there is none.
+
+    Tansu answers a time after the last record with offset 0 and timestamp -1 (Kafka answers
+    None), so a timestamp earlier than asked also means "no such record".
+    """
+    wanted = int(when.timestamp() * 1000)
+    found = (await consumer.offsets_for_times({tp: wanted})).get(tp)
+    if found is None or found.timestamp < wanted:
+        return end
+    return found.offset
+
+
+async def _log_ends(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The high watermark of each partition, as a fetch reports it."""
+    ends = {}
+    for tp in tps:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+        ends[tp] = consumer.highwater(tp) or 0
+    return ends
+
+
+async def _records(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, stop: int
+) -> AsyncIterator[ConsumerRecord]:
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    while await consumer.position(tp) < stop:
+        batch = await consumer.getmany(tp, timeout_ms=1000)
+        if not batch:
+            return
+        for record in batch.get(tp, []):
+            if record.offset >= stop:
+                return
+            yield record
+
+
+async def replay(
+    settings: Settings,
+    selection: ReplayRange,
+    *,
+    dry_run: bool = False,
+    output_suffix: str | None = None,
+    refetch: bool = False,
+    fold_fn: FoldFunction = fold,
+    progress: bool = True,
+) -> ReplayResult:
+    """Fold the selected partitions; write outputs of the range unless ``dry_run``."""
+    topic = settings.raw_topic
+    result = ReplayResult()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = sorted(
+            consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
+        )
+        if selection.partitions is not None:
+            partitions = [p for p in partitions if p in set(selection.partitions)]
+        tps = [TopicPartition(topic, p) for p in partitions]
+        ends = await _log_ends(consumer, tps)
+        starts, stops = {}, {}
+        for tp in tps:
+            start = selection.from_offset or 0
+            if selection.from_time is not None:
+                start = await _offset_at(consumer, tp, selection.from_time, ends[tp])
+            stop = ends[tp]
+            if selection.to_offset is not None:
+                stop = min(stop, selection.to_offset + 1)
+            if selection.to_time is not None:
+                stop = min(stop, await _offset_at(consumer, tp, selection.to_time, ends[tp]))
+            starts[tp], stops[tp] = start, stop
+        total = sum(stops.values())
+        bar = tqdm(total=total, unit="rec", desc="replay", file=sys.stderr, disable=not progress)
+        for tp in tps:
+            async for record in _records(consumer, tp, stops[tp]):
+                bar.update(1)
+                _apply(
+                    result,
+                    record,
+                    emit=record.offset >= starts[tp],
+                    settings=settings,
+                    output_suffix=output_suffix,
+                    refetch=refetch,
+                    fold_fn=fold_fn,
+                )
+        bar.close()
+    finally:
+        await consumer.stop()
+    if not dry_run:
+        await _write(settings, result.emitted)
+    return result
+
+
+async def _reader(settings: Settings) -> AIOKafkaConsumer:
+    """A group-less consumer: a replay never moves the live worker's offsets."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    return consumer
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer.topics()
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise ValueError(f"topic {topic!r} does not exist")
+    return partitions
+
+
+def _apply(
+    result: ReplayResult,
+    record: ConsumerRecord,
+    *,
+    emit: bool,
+    settings: Settings,
+    output_suffix: str | None,
+    refetch: bool,
+    fold_fn: FoldFunction,
+) -> None:
+    result.counts["records"] += 1
+    decoded = decode_record(record.value, header_dict(record.headers))
+    if isinstance(decoded, Unusable | Skipped):
+        result.counts["unusable" if isinstance(decoded, Unusable) else "skipped"] += 1
+        return
+    source = SourcePosition(record.topic, record.partition, record.offset)
+    state, output = fold_fn(result.states.get(decoded.recording_id), decoded, source)
+    result.states[decoded.recording_id] = state
+    if not output.changed or not emit:
+        return
+    result.counts["folded"] += 1
+    key = decoded.recording_id.encode()
+
+    def out(topic: str, message: dict) -> None:
+        name = f"{topic}.{output_suffix}" if output_suffix else topic
+        result.emitted.append((name, key, derived.encode(message)))
+        result.counts[f"emitted.{topic}"] += 1
+
+    out(settings.state_topic, derived.state_message(state, decoded.event_id))
+    for transition in output.transitions:
+        out(settings.lifecycle_topic, derived.lifecycle_message(transition))
+    if output.fetch is not None:
+        out(
+            settings.fetch_topic, derived.fetch_request_message(output.fetch) | {"refetch": refetch}
+        )
+
+
+async def _write(settings: Settings, emitted: list[tuple[str, bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for topic, key, value in emitted:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def current_states(settings: Settings) -> dict[str, dict]:
+    """Latest message per recording on the state topic (what consumers see now)."""
+    import orjson
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(settings.state_topic) or await _partitions(
+            consumer, settings.state_topic
+        )
+        tps = [TopicPartition(settings.state_topic, p) for p in sorted(partitions)]
+        ends = await _log_ends(consumer, tps)
+        latest: dict[str, dict] = {}
+        for tp in tps:
+            async for record in _records(consumer, tp, ends[tp]):
+                message = orjson.loads(record.value)
+                latest[message["recording_id"]] = message
+        return latest
+    finally:
+        await consumer.stop()
+
+
+def status_changes(
+    before: dict[str, dict], after: dict[str, RecordingState]
+) -> list[tuple[str, str | None, str]]:
+    """(recording id, status now, status after the replay) for every recording that differs."""
+    return [
+        (recording_id, before.get(recording_id, {}).get("status"), state.status)
+        for recording_id, state in sorted(after.items())
+        if before.get(recording_id, {}).get("status") != state.status
+    ]
+
+
+def print_report(settings: Settings, result: ReplayResult, *, dry_run: bool, show: int) -> None:
+    """The summary, and for a dry run the recordings whose status would change."""
+    counts = result.counts
+    print(
+        f"replayed {counts['records']} records: {counts['folded']} folded into outputs, "
+        f"{counts['skipped']} skipped (not about a recording), {counts['unusable']} unusable"
+    )
+    for name, count in sorted(counts.items()):
+        if name.startswith("emitted."):
+            verb = "would write" if dry_run else "wrote"
+            print(f"  {verb} {count} message(s) to {name.removeprefix('emitted.')}")
+    if dry_run:
+        changes = status_changes(asyncio.run(current_states(settings)), result.states)
+        print(f"{len(changes)} recording(s) would change status")
+        if changes:
+            print(f"  {'recording id':<40} {'now':<10} after replay")
+            for recording_id, old, new in changes[:show]:
+                print(f"  {recording_id:<40} {old or '-':<10} {new}")
+
+
+def run(settings: Settings, selection: ReplayRange, **options: object) -> ReplayResult:
+    return asyncio.run(replay(settings, selection, **options))  # type: ignore[arg-type]

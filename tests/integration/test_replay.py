@@ -1,0 +1,173 @@
+"""Replays fold the real raw log again: same ids and values each time, from any point."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streamproc.fold import fold
+from streamproc.kafka.topics import TopicSpec, ensure_topics
+from streamproc.replay import ReplayRange, current_states, replay, status_changes
+from streamproc.settings import Settings
+
+from helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def daily(kind: str, recording: str, event_ts: int) -> bytes:
+    payload: dict = {"recording_id": recording, "start_ts": 1000}
+    if kind == "recording.ready-to-download":
+        payload |= {"status": "finished", "s3_key": f"{recording}.mp4"}
+    return orjson.dumps(
+        {
+            "version": "1.0.0",
+            "type": kind,
+            "id": f"{kind}-{recording}",
+            "payload": payload,
+            "event_ts": event_ts,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+async def log(broker):
+    """A one-partition raw log written in two phases, with the time between them."""
+    prefix = f"replay-{uuid.uuid4().hex[:6]}"
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap,
+        raw_topic=f"{prefix}.raw",
+        state_topic=f"{prefix}.state",
+        lifecycle_topic=f"{prefix}.lifecycle",
+        fetch_topic=f"{prefix}.fetch",
+    )
+    await ensure_topics(broker.bootstrap, [TopicSpec(settings.raw_topic, 1)])
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    await producer.start()
+
+    async def write(bodies):
+        for body in bodies:
+            await producer.send_and_wait(settings.raw_topic, body, headers=[("provider", b"daily")])
+
+    try:
+        await write([daily("recording.started", f"r{i}", 1000) for i in range(5)])
+        await write([b"not json"])
+        await write([daily("recording.ready-to-download", f"r{i}", 1100) for i in range(3)])
+        await asyncio.sleep(1.0)
+        between = datetime.now(UTC)
+        await asyncio.sleep(1.0)
+        await write([daily("recording.ready-to-download", f"r{i}", 1200) for i in (3, 4)])
+        await write([daily("recording.started", "r5", 1300)])
+    finally:
+        await producer.stop()
+    return {"settings": settings, "between": between, "phase_two_offset": 9}
+
+
+async def test_replaying_from_zero_twice_writes_identical_output(log, broker):
+    settings = log["settings"]
+    first = await replay(settings, ReplayRange(), output_suffix="a", progress=False)
+    second = await replay(settings, ReplayRange(), output_suffix="b", progress=False)
+    assert [(t.removesuffix(".a"), k, v) for t, k, v in first.emitted] == [
+        (t.removesuffix(".b"), k, v) for t, k, v in second.emitted
+    ]
+    assert first.counts["unusable"] == 1
+    for topic in (settings.state_topic, settings.lifecycle_topic):
+        records_a = await read_topic(broker.bootstrap, f"{topic}.a", expect=1)
+        records_b = await read_topic(broker.bootstrap, f"{topic}.b", expect=1)
+        assert [(r.key, r.value) for r in records_a] == [(r.key, r.value) for r in records_b]
+        assert records_a
+    completed = [
+        orjson.loads(v)["recording_id"]
+        for t, _, v in first.emitted
+        if t == f"{settings.lifecycle_topic}.a" and orjson.loads(v)["type"] == "recording.completed"
+    ]
+    assert sorted(completed) == ["r0", "r1", "r2", "r3", "r4"]
+
+
+def _lifecycle(result, settings) -> list[tuple[str, str | None, str]]:
+    return [
+        (m["recording_id"], m["from_status"], m["to_status"])
+        for t, _, value in result.emitted
+        if t.startswith(settings.lifecycle_topic) and (m := orjson.loads(value))
+    ]
+
+
+EXPECTED_PHASE_TWO = [
+    ("r3", "active", "finished"),
+    ("r4", "active", "finished"),
+    ("r5", None, "active"),
+]
+
+
+async def test_replay_from_a_middle_offset_starts_from_the_state_before_it(log):
+    settings = log["settings"]
+    selection = ReplayRange(from_offset=log["phase_two_offset"])
+    result = await replay(settings, selection, dry_run=True, progress=False)
+    assert _lifecycle(result, settings) == EXPECTED_PHASE_TWO
+    assert result.states["r0"].status == "finished"  # folded, not emitted
+
+
+async def test_replay_from_a_time_equals_replay_from_its_offset(log):
+    settings = log["settings"]
+    result = await replay(
+        settings, ReplayRange(from_time=log["between"]), dry_run=True, progress=False
+    )
+    assert _lifecycle(result, settings) == EXPECTED_PHASE_TWO
+    future = datetime(2100, 1, 1, tzinfo=UTC)
+    nothing = await replay(settings, ReplayRange(from_time=future), dry_run=True, progress=False)
+    assert nothing.emitted == []
+
+
+async def test_to_offset_stops_the_replay(log):
+    settings = log["settings"]
+    result = await replay(settings, ReplayRange(to_offset=4), dry_run=True, progress=False)
+    assert sorted(result.states) == ["r0", "r1", "r2", "r3", "r4"]
+    assert {s.status for s in result.states.values()} == {"active"}
+
+
+async def test_dry_run_after_a_fold_change_reports_the_difference(log, broker):
+    settings = log["settings"]
+    await replay(settings, ReplayRange(), progress=False)  # the live state topic
+    before = await current_states(settings)
+    assert before["r5"]["status"] == "active"
+
+    def fold_that_finishes_active(state, event, source=None):
+        if event.status == "active":
+            event = dataclasses.replace(event, status="finished")
+        return fold(state, event, source)
+
+    result = await replay(
+        settings, ReplayRange(), dry_run=True, fold_fn=fold_that_finishes_active, progress=False
+    )
+    assert status_changes(before, result.states) == [("r5", "active", "finished")]
+    assert await current_states(settings) == before  # a dry run writes nothing
+
+
+def test_replay_command_prints_the_dry_run_report(log):
+    settings = log["settings"]
+    env = {
+        **os.environ,
+        "STREAMPROC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "STREAMPROC_RAW_TOPIC": settings.raw_topic,
+        "STREAMPROC_STATE_TOPIC": settings.state_topic,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "streamproc", "replay", "--dry-run", "--from-offset", "9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "replayed 12 records: 3 folded into outputs" in result.stdout
+    assert "would change status" in result.stdout
+    assert "replay" in result.stderr  # the progress bar
