@@ -84,7 +84,13 @@ def _run_up(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     from streamproc.local import run_local_stack
 
-    return run_local_stack(settings)
+    return run_local_stack(settings, broker_port=args.broker_port, demo=args.demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from streamproc.demo import main as demo_main
+
+    return demo_main(args.recordings, args.wait)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,8 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="run the whole pipeline locally (embedded broker + edge)")
+    up = commands.add_parser("up", help="run the whole pipeline locally, embedded parts included")
+    up.add_argument("--broker-port", type=int, help="port of the embedded broker (9092)")
+    up.add_argument("--demo", action="store_true", help="send the demo stream once it is up")
     up.set_defaults(run=_run_up)
+
+    demo = commands.add_parser("demo", help="send a signed demo stream to a running `up`")
+    demo.add_argument("--recordings", type=int, default=200)
+    demo.add_argument("--wait", type=float, default=120, help="seconds to wait for downloads")
+    demo.set_defaults(run=_run_demo)
 
     edge = commands.add_parser("edge", help="serve the webhook edge (settings from STREAMPROC_*)")
     edge.set_defaults(run=_run_edge)

@@ -41,3 +41,16 @@ class EmbeddedS3:
     def stop(self) -> None:
         """Stop the server (safe to call twice); its buckets are gone."""
         self.server.stop()
+
+
+def local_client(url: str):
+    """A boto3 S3 client for the embedded server (setup only; the worker uses aiobotocore)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )

@@ -9,6 +9,7 @@ Ctrl-C or SIGTERM stops every child, in reverse order, and nothing is left runni
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import secrets
 import subprocess
@@ -17,7 +18,10 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 
+import orjson
+
 from streamproc.broker import BrokerError, EmbeddedBroker
+from streamproc.demo import STACK_FILE
 from streamproc.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
 from streamproc.processes import graceful_termination, stop_process, wait_for_port
 from streamproc.settings import PREFIX, Settings
@@ -62,17 +66,45 @@ def _print_banner(settings: Settings, env: dict[str, str]) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _watch(children: list[subprocess.Popen[bytes]]) -> Iterator[None]:
-    while all(child.poll() is None for child in children):
+def _watch(
+    children: list[subprocess.Popen[bytes]], finished_ok: list[subprocess.Popen[bytes]]
+) -> Iterator[None]:
+    """Until a long-running child exits (``finished_ok`` ones, like the demo, may end)."""
+    while all(child.poll() is None for child in children if child not in finished_ok):
         yield
         time.sleep(0.2)
 
 
-def run_local_stack(settings: Settings) -> int:
+def _write_stack_file(settings: Settings, env: dict[str, str]) -> None:
+    """What ``streamproc demo`` (and a curious user) needs to talk to this stack."""
+    stack = {
+        "edge_url": f"http://{settings.edge_host}:{settings.edge_port}",
+        "kafka_bootstrap": env[PREFIX + "KAFKA_BOOTSTRAP"],
+        "s3_endpoint": env.get(PREFIX + "S3_ENDPOINT_URL"),
+        "bucket": settings.s3_bucket,
+        "secrets": {
+            "daily": env.get(PREFIX + "DAILY_SECRETS", ""),
+            "openvidu": env.get(PREFIX + "OPENVIDU_SECRETS", ""),
+        },
+        "topics": {
+            "state": settings.state_topic,
+            "lifecycle": settings.lifecycle_topic,
+            "downloads": settings.downloads_topic,
+            "dlq": settings.dlq_topic,
+        },
+    }
+    STACK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STACK_FILE.touch(mode=0o600)
+    STACK_FILE.write_bytes(orjson.dumps(stack, option=orjson.OPT_INDENT_2))
+
+
+def run_local_stack(settings: Settings, broker_port: int | None = None, demo: bool = False) -> int:
     env = {**os.environ, **development_secrets(settings)}
     with ExitStack() as stack, graceful_termination():
         if PREFIX + "KAFKA_BOOTSTRAP" not in os.environ:
             host, _, port = settings.kafka_bootstrap.rpartition(":")
+            port = str(broker_port or port)
+            settings = dataclasses.replace(settings, kafka_bootstrap=f"{host}:{port}")
             broker = EmbeddedBroker(port=int(port), host=host)
             try:
                 broker.start()
@@ -95,8 +127,14 @@ def run_local_stack(settings: Settings) -> int:
             print("streamproc: the edge did not start; see its log above", file=sys.stderr)
             return 1
         _print_banner(settings, env)
+        _write_stack_file(settings, env)
+        stack.callback(STACK_FILE.unlink, missing_ok=True)
+        children = [edge, worker]
+        if demo:
+            children.append(_child(["demo"], env))
+            stack.callback(stop_process, children[-1])
         try:
-            for _ in _watch([edge, worker]):
+            for _ in _watch(children, finished_ok=children[2:]):
                 pass
         except KeyboardInterrupt:
             print("stopping...", flush=True)
