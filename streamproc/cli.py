@@ -67,6 +67,26 @@ def _run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_topics(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from streamproc.worker.topics import prepare_topics
+
+    try:
+        partitions = asyncio.run(prepare_topics(settings))
+    except (KafkaError, OSError) as exc:
+        print(
+            f"streamproc: cannot create topics at {settings.kafka_bootstrap}: {exc!r}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"topics ready ({partitions} partitions each)")
+    return 0
+
+
 def _run_broker(args: argparse.Namespace) -> int:
     from streamproc.broker import BrokerError, EmbeddedBroker, wait_forever
 
@@ -115,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="run the Faust worker (fold, derived topics, fetch)"
     )
     worker.set_defaults(run=_run_worker)
+
+    topics = commands.add_parser("topics", help="create every topic the pipeline uses, then exit")
+    topics.set_defaults(run=_run_topics)
 
     replay = commands.add_parser(
         "replay", help="derive state and lifecycle again from the raw log (backfill)"

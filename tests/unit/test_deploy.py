@@ -1,0 +1,98 @@
+"""deploy/ cannot run here (no Docker engine): check what can be checked without one."""
+
+import re
+import subprocess
+import sys
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from streamproc.cli import build_parser
+from streamproc.settings import PREFIX, Settings
+
+from helpers import REPO
+
+DEPLOY = REPO / "deploy"
+MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
+COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+KUBERNETES_VERSION = "1.31.0"
+
+
+def _documents():
+    for path in MANIFESTS:
+        for document in yaml.safe_load_all(path.read_text()):
+            yield path.name, document
+
+
+@pytest.mark.parametrize(("name", "document"), list(_documents()), ids=lambda v: str(v)[:40])
+def test_kubernetes_manifests_match_their_schemas(name, document):
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_kubernetes_has_what_the_design_asks_for():
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for _, doc in _documents()}
+    assert {
+        ("Deployment", "streamproc-edge"),
+        ("Service", "streamproc-edge"),
+        ("HorizontalPodAutoscaler", "streamproc-edge"),
+        ("StatefulSet", "streamproc-worker"),
+        ("ConfigMap", "streamproc"),
+        ("Secret", "streamproc"),
+        ("Job", "streamproc-topics"),
+    } <= kinds
+
+
+def _dummy(value: str) -> str:
+    """``${NAME:?message}`` placeholders get a valid stand-in."""
+    return re.sub(r"\$\{[^}]*\}", "ZHVtbXk=", value)
+
+
+def test_every_setting_in_deploy_is_known_and_valid():
+    environments = [
+        {k: str(v) for k, v in service.get("environment", {}).items()}
+        for service in COMPOSE["services"].values()
+    ]
+    environments += [doc["data"] for _, doc in _documents() if doc["kind"] == "ConfigMap"]
+    known = {PREFIX + name.upper() for name in Settings.__dataclass_fields__}
+    known |= {PREFIX + "DAILY_SECRETS", PREFIX + "OPENVIDU_SECRETS", PREFIX + "SINK"}
+    for environment in environments:
+        ours = {k: _dummy(v) for k, v in environment.items() if k.startswith(PREFIX)}
+        assert set(ours) <= known, set(ours) - known
+        Settings.from_env(ours)
+
+
+def test_compose_runs_kafka_kraft_minio_an_edge_and_two_workers():
+    services = COMPOSE["services"]
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "minio" in services
+    workers = [s for s in services.values() if s.get("command") == ["worker"]]
+    assert len(workers) == 2
+    assert len({str(w["volumes"]) for w in workers}) == 2, "workers must not share a data dir"
+
+
+def _commands():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r'^ENTRYPOINT \["streamproc"\]$', dockerfile, re.M)
+    default = re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1)
+    commands = [tuple(yaml.safe_load(default))]
+    commands += [
+        tuple(s["command"]) for s in COMPOSE["services"].values() if "build" in s and "command" in s
+    ]
+    for _, doc in _documents():
+        spec = doc.get("spec", {})
+        pod = spec.get("template", {}).get("spec", {})
+        commands += [tuple(c["args"]) for c in pod.get("containers", [])]
+    return sorted(set(commands))
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_the_image_entry_points_exist(command):
+    build_parser().parse_args(list(command))
+    result = subprocess.run(
+        [sys.executable, "-m", "streamproc", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
