@@ -87,6 +87,26 @@ def _run_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_lag(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    import asyncio
+
+    from streamproc.replay import group_lag
+
+    group_id = args.app_id or settings.app_id
+    try:
+        lag = asyncio.run(group_lag(settings, group_id))
+    except (ValueError, OSError) as exc:
+        print(f"streamproc: {exc}", file=sys.stderr)
+        return 1
+    print(f"group {group_id} on {settings.raw_topic}")
+    print(f"{'partition':>9} {'committed':>10} {'end':>10} {'lag':>8}")
+    for partition, (committed, end) in lag.items():
+        print(f"{partition:>9} {committed:>10} {end:>10} {end - committed:>8}")
+    print(f"total lag: {sum(end - committed for committed, end in lag.values())}")
+    return 0
+
+
 def _run_broker(args: argparse.Namespace) -> int:
     from streamproc.broker import BrokerError, EmbeddedBroker, wait_forever
 
@@ -138,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     topics = commands.add_parser("topics", help="create every topic the pipeline uses, then exit")
     topics.set_defaults(run=_run_topics)
+
+    lag = commands.add_parser("lag", help="how far a worker group is behind the raw topic")
+    lag.add_argument("--app-id", help="the group to look at (default: STREAMPROC_APP_ID)")
+    lag.set_defaults(run=_run_lag)
 
     replay = commands.add_parser(
         "replay", help="derive state and lifecycle again from the raw log (backfill)"

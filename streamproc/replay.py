@@ -272,3 +272,23 @@ def print_report(settings: Settings, result: ReplayResult, *, dry_run: bool, sho
 
 def run(settings: Settings, selection: ReplayRange, **options: object) -> ReplayResult:
     return asyncio.run(replay(settings, selection, **options))  # type: ignore[arg-type]
+
+
+async def group_lag(settings: Settings, group_id: str) -> dict[int, tuple[int, int]]:
+    """Per raw partition: (committed offset of ``group_id``, log end). Ends come from a fetch,
+    because the embedded broker's ``end_offsets`` is wrong."""
+    reader = await _reader(settings)
+    group = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await group.start()
+    try:
+        tps = [
+            TopicPartition(settings.raw_topic, p)
+            for p in sorted(await _partitions(reader, settings.raw_topic))
+        ]
+        ends = await _log_ends(reader, tps)
+        return {tp.partition: (await group.committed(tp) or 0, ends[tp]) for tp in tps}
+    finally:
+        await group.stop()
+        await reader.stop()
