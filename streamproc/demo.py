@@ -97,32 +97,20 @@ def demo_stream(recordings: int, seed: int = 7) -> tuple[list[Delivery], dict[st
                 ]
                 for track in tracks:
                     objects[track["s3Key"]] = bytes([index % 256]) * track["size"]
-                ready = _daily(
-                    "recording.ready-to-download",
-                    index,
-                    recording,
-                    now + 60,
-                    status="finished",
-                    type="raw-tracks",
-                    s3_key=f"demo/{recording}",
-                    tracks=tracks,
-                    duration=60,
-                    start_ts=now,
-                )
+                details = {"type": "raw-tracks", "s3_key": f"demo/{recording}", "tracks": tracks}
             else:
                 objects[key] = f"daily recording {index}\n".encode() * 100
-                ready = _daily(
-                    "recording.ready-to-download",
-                    index,
-                    recording,
-                    now + 60,
-                    status="finished",
-                    type="cloud",
-                    s3_key=key,
-                    duration=60,
-                    start_ts=now,
-                    max_participants=2,
-                )
+                details = {"type": "cloud", "s3_key": key, "max_participants": 2}
+            ready = _daily(
+                "recording.ready-to-download",
+                index,
+                recording,
+                now + 60,
+                status="finished",
+                duration=60,
+                start_ts=now,
+                **details,
+            )
             histories.append([started, ready])
         else:
             recording = f"demo-ov-{index:04d}"
