@@ -13,12 +13,17 @@ order and any duplication of one recording's events reach the same final state:
 
 Each status is entered at most once, so a transition is identified by recording + target
 status alone: the id of ``recording.completed`` is the same however often it is replayed.
+
+A record re-delivered from the log position it was already applied at (a worker died after
+writing the table's changelog but before its other outputs were sent) emits again the
+transitions and fetch request it caused, since nothing says those were sent; a duplicate
+event at a new position (a provider retry) emits nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from streamproc.events import RecordingEvent, Track, tracks_as_dicts
@@ -74,6 +79,8 @@ class RecordingState:
     offsets: Mapping[str, int] = field(default_factory=dict)
     """Highest applied offset per ``topic:partition``: provenance, not part of the fold logic."""
     precedence: Mapping[str, Precedence] = field(default_factory=dict)
+    transitions: tuple[Transition, ...] = ()
+    """What this recording has emitted, so a re-delivered record can emit it again."""
 
     @property
     def duration_s(self) -> float | None:
@@ -105,6 +112,7 @@ class RecordingState:
             "event_ids": sorted(self.event_ids),
             "offsets": dict(self.offsets),
             "precedence": {name: list(value) for name, value in self.precedence.items()},
+            "transitions": [asdict(transition) for transition in self.transitions],
         }
 
     @classmethod
@@ -116,13 +124,14 @@ class RecordingState:
             event_ids=frozenset(data.get("event_ids", ())),
             offsets=dict(data.get("offsets", {})),
             precedence={name: tuple(value) for name, value in data.get("precedence", {}).items()},
+            transitions=tuple(Transition(**t) for t in data.get("transitions", ())),
         )
 
 
 _PLAIN_FIELDS = tuple(
     name
     for name in RecordingState.__dataclass_fields__
-    if name not in ("tracks", "event_ids", "offsets", "precedence")
+    if name not in ("tracks", "event_ids", "offsets", "precedence", "transitions")
 )
 
 
@@ -160,6 +169,8 @@ class FoldOutput:
     changed: bool
     transitions: tuple[Transition, ...] = ()
     fetch: FetchRequest | None = None
+    redelivered: bool = False
+    """The record was applied before at this very log position: outputs are sent again."""
 
 
 UNCHANGED = FoldOutput(changed=False)
@@ -224,6 +235,8 @@ def fold(
 ) -> tuple[RecordingState, FoldOutput]:
     """Apply one canonical event to a recording's state (``None`` for a new recording)."""
     if state is not None and event.event_id in state.event_ids:
+        if source is not None and _applied_at(state, source):
+            return state, _outputs_caused_by(state, event.event_id)
         return state, UNCHANGED
     previous_status = None if state is None else state.status
     base = _empty_state(event) if state is None else state
@@ -257,15 +270,34 @@ def fold(
         caused_by=event.event_id,
         occurred_at=event.occurred_at,
     )
-    fetch = None
-    if status == "finished":
-        fetch = FetchRequest(
-            recording_id=new_state.recording_id,
-            provider=new_state.provider,
-            room=new_state.room,
-            s3_key=new_state.s3_key,
-            tracks=new_state.tracks,
-            filename=new_state.filename,
-            recording_type=new_state.recording_type,
-        )
+    new_state = replace(new_state, transitions=(*base.transitions, transition))
+    fetch = _fetch_request(new_state) if status == "finished" else None
     return new_state, FoldOutput(changed=True, transitions=(transition,), fetch=fetch)
+
+
+def _fetch_request(state: RecordingState) -> FetchRequest:
+    return FetchRequest(
+        recording_id=state.recording_id,
+        provider=state.provider,
+        room=state.room,
+        s3_key=state.s3_key,
+        tracks=state.tracks,
+        filename=state.filename,
+        recording_type=state.recording_type,
+    )
+
+
+def _applied_at(state: RecordingState, source: SourcePosition) -> bool:
+    """True if the log position is at or before the last one applied on its partition."""
+    return source.offset <= state.offsets.get(f"{source.topic}:{source.partition}", -1)
+
+
+def _outputs_caused_by(state: RecordingState, event_id: str) -> FoldOutput:
+    caused = tuple(t for t in state.transitions if t.caused_by == event_id)
+    finished = any(t.to_status == "finished" for t in caused)
+    return FoldOutput(
+        changed=False,
+        transitions=caused,
+        fetch=_fetch_request(state) if finished else None,
+        redelivered=True,
+    )

@@ -23,7 +23,12 @@ import orjson
 from streamproc.broker import BrokerError, EmbeddedBroker
 from streamproc.demo import STACK_FILE
 from streamproc.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
-from streamproc.processes import graceful_termination, stop_process, wait_for_port
+from streamproc.processes import (
+    die_with_parent,
+    graceful_termination,
+    stop_process,
+    wait_for_port,
+)
 from streamproc.settings import PREFIX, Settings
 
 
@@ -41,7 +46,9 @@ def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A ``streamproc`` sub-command in its own session: Ctrl-C reaches only this supervisor,
     which then stops the children in order instead of racing them."""
     command = [sys.executable, "-m", "streamproc", *args]
-    return subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603
+    return subprocess.Popen(  # noqa: S603 - our own command
+        command, env=env, start_new_session=True, preexec_fn=die_with_parent
+    )
 
 
 def _print_banner(settings: Settings, env: dict[str, str]) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
+
+PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -28,6 +32,14 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
         except OSError:
             time.sleep(0.02)
     return False
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies, so a killed
+    supervisor (or test run) leaves no broker, S3 server, edge or worker behind."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
@@ -71,6 +83,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         if not wait_for_port(self.host, self.port, timeout_s):
             self.stop()

@@ -10,8 +10,11 @@ For a raw record the steps are:
    first ``finished``;
 5. Faust flushes those sends, then commits the record's offset.
 
-A crash before 5 redelivers the record: the fold ignores event ids it has applied, derived
-messages carry deterministic ids, and the fetcher skips files it already stored. So the
+A crash before 5 redelivers the record. If the table already holds it (its changelog write
+got out, the other sends did not), the fold sees the same log position and emits that
+record's transitions and fetch request again; a provider's duplicate at a new position
+emits nothing. Derived messages carry deterministic ids, and the fetcher skips files it
+already stored. So the
 pipeline is at-least-once with idempotent outputs; nothing is lost and a consumer can
 de-duplicate by id.
 """
@@ -150,11 +153,14 @@ class Pipeline:
         stored = self.table.get(key)
         state = None if stored is None else RecordingState.from_dict(orjson.loads(stored))
         new_state, output = fold(state, event, source)
-        if not output.changed:
+        if output.changed:
+            self.counts["folded"] += 1
+            self.table[key] = orjson.dumps(new_state.to_dict())
+        elif output.redelivered:
+            self.counts["redelivered"] += 1
+        else:
             self.counts["duplicates"] += 1
             return
-        self.counts["folded"] += 1
-        self.table[key] = orjson.dumps(new_state.to_dict())
         await self.state.send(
             key=key, value=derived.encode(derived.state_message(new_state, event.event_id))
         )

@@ -79,7 +79,11 @@ def test_up_with_demo_reports_and_stops_cleanly_on_sigint(tmp_path):
         assert up.wait(timeout=60) == 0
     finally:
         if up.poll() is None:
-            up.kill()
+            up.terminate()  # lets it stop its children; they also die with it
+            try:
+                up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                up.kill()
     time.sleep(0.5)
     left = [pid for pid in descendants if alive(pid)]
     assert left == [], f"still running after Ctrl-C: {left}"
