@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from streamproc.events import tracks_as_dicts
-from streamproc.fold import FetchRequest, RecordingState, SourcePosition, Transition
+from streamproc.fold import FetchRequest, FoldOutput, RecordingState, SourcePosition, Transition
 
 STATE_VERSION = "1.0.0"
 LIFECYCLE_VERSION = "1.0.0"
@@ -86,6 +86,19 @@ def fetch_request_message(request: FetchRequest) -> dict[str, Any]:
         "filename": request.filename,
         "recording_type": request.recording_type,
     }
+
+
+def fold_messages(
+    state: RecordingState, output: FoldOutput, event_id: str, refetch: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """What one fold step publishes, as ``(kind, message)`` with kind ``state``,
+    ``lifecycle`` or ``fetch``: the worker and ``replay`` send exactly these."""
+    messages: list[tuple[str, dict[str, Any]]] = [("state", state_message(state, event_id))]
+    messages += [("lifecycle", lifecycle_message(t)) for t in output.transitions]
+    if output.fetch is not None:
+        request = fetch_request_message(output.fetch)
+        messages.append(("fetch", request | {"refetch": True} if refetch else request))
+    return messages
 
 
 @dataclass(frozen=True, slots=True)

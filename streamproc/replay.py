@@ -190,18 +190,16 @@ def _apply(
     result.counts["folded"] += 1
     key = decoded.recording_id.encode()
 
-    def out(topic: str, message: dict) -> None:
+    topics = {
+        "state": settings.state_topic,
+        "lifecycle": settings.lifecycle_topic,
+        "fetch": settings.fetch_topic,
+    }
+    for kind, message in derived.fold_messages(state, output, decoded.event_id, refetch):
+        topic = topics[kind]
         name = f"{topic}.{output_suffix}" if output_suffix else topic
         result.emitted.append((name, key, derived.encode(message)))
         result.counts[f"emitted.{topic}"] += 1
-
-    out(settings.state_topic, derived.state_message(state, decoded.event_id))
-    for transition in output.transitions:
-        out(settings.lifecycle_topic, derived.lifecycle_message(transition))
-    if output.fetch is not None:
-        out(
-            settings.fetch_topic, derived.fetch_request_message(output.fetch) | {"refetch": refetch}
-        )
 
 
 async def _write(settings: Settings, emitted: list[tuple[str, bytes, bytes]]) -> None:

@@ -161,15 +161,9 @@ class Pipeline:
         else:
             self.counts["duplicates"] += 1
             return
-        await self.state.send(
-            key=key, value=derived.encode(derived.state_message(new_state, event.event_id))
-        )
-        for transition in output.transitions:
-            message = derived.lifecycle_message(transition)
-            await self.lifecycle.send(key=key, value=derived.encode(message))
-        if output.fetch is not None:
-            message = derived.fetch_request_message(output.fetch)
-            await self.fetch_requests.send(key=key, value=derived.encode(message))
+        senders = {"state": self.state, "lifecycle": self.lifecycle, "fetch": self.fetch_requests}
+        for kind, message in derived.fold_messages(new_state, output, event.event_id):
+            await senders[kind].send(key=key, value=derived.encode(message))
 
     async def handle_fetch_request(
         self,
