@@ -6,8 +6,8 @@ exactly what the log says; outputs are emitted only for records inside the chose
 the ids are deterministic, so replaying the same range twice writes the same keys, ids and
 values, and consumers can de-duplicate a replay against the live output.
 
-The embedded broker's ``end_offsets`` is unreliable (see README), so the end of each
-partition is the high watermark a fetch reports when the replay starts.
+The end of each partition is its log end when the replay starts, read from a fetch
+(``streamproc.kafka.offsets``: the embedded broker's ListOffsets answer is short).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from streamproc import derived
 from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
+from streamproc.kafka.offsets import log_ends
 from streamproc.settings import Settings
 from streamproc.worker.decode import Skipped, Unusable, decode_record
 from streamproc.worker.pipeline import header_dict
@@ -62,19 +63,6 @@ async def _offset_at(
     if found is None or found.timestamp < wanted:
         return end
     return found.offset
-
-
-async def _log_ends(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
-) -> dict[TopicPartition, int]:
-    """The high watermark of each partition, as a fetch reports it."""
-    ends = {}
-    for tp in tps:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        await consumer.getmany(tp, timeout_ms=1000, max_records=1)
-        ends[tp] = consumer.highwater(tp) or 0
-    return ends
 
 
 async def _records(
@@ -116,7 +104,7 @@ async def replay(
         if selection.partitions is not None:
             partitions = [p for p in partitions if p in set(selection.partitions)]
         tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await _log_ends(consumer, tps)
+        ends = await log_ends(consumer, tps)
         starts, stops = {}, {}
         for tp in tps:
             start = selection.from_offset or 0
@@ -226,7 +214,7 @@ async def current_states(settings: Settings) -> dict[str, dict]:
             consumer, settings.state_topic
         )
         tps = [TopicPartition(settings.state_topic, p) for p in sorted(partitions)]
-        ends = await _log_ends(consumer, tps)
+        ends = await log_ends(consumer, tps)
         latest: dict[str, dict] = {}
         for tp in tps:
             async for record in _records(consumer, tp, ends[tp]):
@@ -273,8 +261,7 @@ def run(settings: Settings, selection: ReplayRange, **options: object) -> Replay
 
 
 async def group_lag(settings: Settings, group_id: str) -> dict[int, tuple[int, int]]:
-    """Per raw partition: (committed offset of ``group_id``, log end). Ends come from a fetch,
-    because the embedded broker's ``end_offsets`` is wrong."""
+    """Per raw partition: (committed offset of ``group_id``, log end)."""
     reader = await _reader(settings)
     group = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=group_id, enable_auto_commit=False
@@ -285,7 +272,7 @@ async def group_lag(settings: Settings, group_id: str) -> dict[int, tuple[int, i
             TopicPartition(settings.raw_topic, p)
             for p in sorted(await _partitions(reader, settings.raw_topic))
         ]
-        ends = await _log_ends(reader, tps)
+        ends = await log_ends(reader, tps)
         return {tp.partition: (await group.committed(tp) or 0, ends[tp]) for tp in tps}
     finally:
         await group.stop()

@@ -32,6 +32,8 @@ async def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout_s: flo
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from streamproc.kafka.offsets import log_ends
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -42,9 +44,8 @@ async def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout_s: flo
             parts = [TopicPartition(topic, p) for p in sorted(partitions)]
             records = []
             if parts:
-                consumer.assign(parts)
+                ends = await log_ends(consumer, parts)
                 await consumer.seek_to_beginning(*parts)
-                ends = await consumer.end_offsets(parts)
                 while await _behind(consumer, ends):
                     batch = await consumer.getmany(timeout_ms=500)
                     for tp_records in batch.values():

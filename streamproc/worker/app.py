@@ -17,7 +17,9 @@ from aiokafka.errors import KafkaError
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.fold import SourcePosition
 from streamproc.settings import Settings
+from streamproc.worker import engine
 from streamproc.worker.gaps import SkippedRecordSweeper
+from streamproc.worker.metrics import WorkerCollector, WorkerMetrics
 from streamproc.worker.pipeline import Pipeline, header_dict, source_headers
 from streamproc.worker.topics import rekeyed_topic
 
@@ -58,7 +60,7 @@ class ProducerSender:
 def build_app(settings: Settings, partitions: int) -> faust.App:
     """A Faust app whose topics and table all have ``partitions`` partitions (the raw topic's)."""
     brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")]
-    app = faust.App(
+    app = engine.App(
         settings.app_id,
         broker=brokers,
         store=settings.table_store,
@@ -175,6 +177,18 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
             batches = stream.take_events(settings.fetch_concurrency, within=FETCH_BATCH_WAIT_S)
             async for events in batches:
                 await asyncio.gather(*(fetch_one(fetcher, event.message) for event in events))
+
+    metrics = WorkerMetrics(
+        WorkerCollector(
+            pipeline.counts,
+            records_swept=lambda: sweeper.forwarded,
+            stale_records_discarded=lambda: getattr(app.consumer, "stale_records_discarded", 0),
+        )
+    )
+
+    @app.page("/metrics")
+    async def serve_metrics(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type=metrics.content_type)
 
     @app.timer(PROGRESS_INTERVAL_S)
     async def report_progress() -> None:

@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
 from streamproc.broker import EmbeddedBroker
+from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 
 from helpers import read_topic
@@ -152,3 +153,48 @@ async def test_compaction_is_not_run_within_seconds(broker):
         await producer.stop()
     await asyncio.sleep(2)
     assert len(await read_topic(broker.bootstrap, "compacted", expect=300)) == 300
+
+
+async def test_list_offsets_latest_is_short_after_batches(broker):
+    """ListOffsets(latest) answers the newest batch's base offset + 1 (Kafka: its last offset
+    + 1), while a fetch's high watermark is right. ``streamproc/kafka/offsets.py`` reads the
+    end from a fetch; without it, Faust's recovery stops short of a changelog's end and a
+    rocksdb:// store raises ConsistencyError after a kill."""
+    await ensure_topics(broker.bootstrap, [TopicSpec("batched-ends", 1)])
+    tp = TopicPartition("batched-ends", 0)
+    producer = await _producer(broker.bootstrap, linger_ms=1000)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, fetch_max_wait_ms=20)
+    await consumer.start()
+    produced, answers = 0, []
+    try:
+        for size in (1, 3, 5, 7, 2, 6):
+            sent = [await producer.send("batched-ends", b"x%d" % i) for i in range(size)]
+            await producer.flush()
+            offsets = [(await future).offset for future in sent]
+            assert offsets == list(range(produced, produced + size)), "not one batch"
+            produced += size
+            listed = (await consumer.end_offsets([tp]))[tp]
+            answers.append((size, produced, listed))
+            assert (await log_ends(consumer, [tp]))[tp] == produced
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    assert answers == [(size, end, end - size + 1) for size, end, _ in answers], answers
+
+
+async def test_committed_offsets_survive_the_committing_consumer(broker):
+    await ensure_topics(broker.bootstrap, [TopicSpec("committed-kept", 2)])
+    tps = [TopicPartition("committed-kept", p) for p in (0, 1)]
+    for attempt in range(2):
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker.bootstrap, group_id="keeper", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            if attempt == 0:
+                consumer.assign(tps)
+                await consumer.commit({tps[0]: 5, tps[1]: 9})
+            else:
+                assert [await consumer.committed(tp) for tp in tps] == [5, 9]
+        finally:
+            await consumer.stop()
