@@ -151,6 +151,18 @@ def start_worker(env: dict[str, str], log_path: Path) -> RunningWorker:
     return RunningWorker(process, env, log_path)
 
 
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
 def messages(records: list) -> list[dict]:
     import orjson
 

@@ -2,10 +2,14 @@
 
 It forwards every request over HTTP (nothing about S3 is imitated) and can answer 503 or
 cut a response body short for the next N GETs of a key, to exercise retries on real sockets.
+With ``fault_rate`` it also picks GETs at random (seeded) to answer 500 or 503, to reset
+the connection after the headers, or to cut the body short. ``complete_gets`` counts the GETs
+whose whole body was sent.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from typing import Any
@@ -19,8 +23,12 @@ HOP_HEADERS = {b"host", b"connection", b"transfer-encoding", b"keep-alive"}
 
 
 class S3Proxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, fault_rate: float = 0.0, seed: int = 0) -> None:
         self.upstream = upstream
+        self.fault_rate = fault_rate
+        self.random = random.Random(seed)
+        self.faults: Counter[str] = Counter()
+        self.complete_gets: Counter[str] = Counter()
         self.gets: Counter[str] = Counter()
         self.fail_next: Counter[str] = Counter()
         self.cut_next: Counter[str] = Counter()
@@ -39,12 +47,23 @@ class S3Proxy:
             if not message.get("more_body"):
                 break
         path = scope["path"]
+        fault = None
         if scope["method"] == "GET":
             self.gets[path] += 1
             if self.fail_next[path] > 0:
                 self.fail_next[path] -= 1
                 await _reply(send, 503, b"<Error><Code>ServiceUnavailable</Code></Error>")
                 return
+            if self.random.random() < self.fault_rate:
+                fault = self.random.choice(("500", "503", "reset", "cut"))
+                self.faults[fault] += 1
+        if fault in ("500", "503"):
+            await _reply(send, int(fault), b"<Error><Code>InternalError</Code></Error>")
+            return
+        if fault == "reset":
+            headers = [(b"content-length", b"1000")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            raise ConnectionResetError("dropping the connection before the body on purpose")
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_HEADERS]
         url = (
             self.upstream
@@ -60,8 +79,8 @@ class S3Proxy:
         ]
         content = response.content
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
-        if scope["method"] == "GET" and self.cut_next[path] > 0:
-            self.cut_next[path] -= 1
+        if scope["method"] == "GET" and (self.cut_next[path] > 0 or fault == "cut"):
+            self.cut_next[path] = max(0, self.cut_next[path] - 1)
             await send(
                 {
                     "type": "http.response.body",
@@ -71,6 +90,8 @@ class S3Proxy:
             )
             raise ConnectionResetError("cutting the body short on purpose")
         await send({"type": "http.response.body", "body": content})
+        if scope["method"] == "GET" and response.status_code == 200:
+            self.complete_gets[path] += 1
 
     def start(self) -> S3Proxy:
         config = uvicorn.Config(

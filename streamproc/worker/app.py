@@ -182,7 +182,6 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         WorkerCollector(
             pipeline.counts,
             records_swept=lambda: sweeper.forwarded,
-            stale_records_discarded=lambda: getattr(app.consumer, "stale_records_discarded", 0),
         )
     )
 

@@ -12,27 +12,27 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
 2. ``Recovery._build_offsets``: a local rocksdb store that is really ahead of its changelog
    (the topic was recreated, or an in-memory broker restarted under a kept data dir) is
    discarded and rebuilt from the changelog, with a warning, instead of crash-looping.
-3. ``Consumer``: after a seek (the seek to committed offsets that ends every rebalance)
-   Faust still delivered records of the same partition that were fetched before it. Its read
-   offset then jumped past the seek target, it marked the skipped offsets as a "gap" (done,
-   so committed), and dropped the re-fetched records as already read: records never
-   processed, yet committed (faust-streaming #216/#221 are the same family;
-   ``tests/integration/test_faust_facts.py`` reproduces the jump). Here a record of a
-   partition sought after its batch was fetched is not delivered; the seek fetches it again.
+3. ``Recovery.on_recovery_completed``: Faust resumed the stream partitions *before* seeking
+   them to their committed offsets. In between, its fetcher delivered records from wherever
+   the consumer stood before the rebalance (past the committed offset); the seek then reset
+   its read offset, the next record looked like a jump, Faust marked the offsets in between
+   as a "gap" (done, so committed) and dropped them as already read when the seek fetched
+   them again: records never processed, yet committed. faust-streaming #216 was this race
+   for apps without tables, fixed there (#217) by seeking first; here the table path seeks
+   first too (``tests/integration/test_faust_facts.py`` shows the jump with a plain app).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import faust
 from aiokafka import TopicPartition
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
-from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from streamproc.kafka.offsets import read_log_ends
@@ -40,50 +40,41 @@ from streamproc.kafka.offsets import read_log_ends
 log = logging.getLogger(__name__)
 
 
-class Consumer(aiokafka_driver.Consumer):
-    """Faust's consumer, never delivering a record fetched before its partition's last seek."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._seeks: Counter[TP] = Counter()
-        self.stale_records_discarded = 0
-
-    def _sought(self, tps: Any) -> None:
-        self._seeks.update(tps)
-
-    async def _seek(self, partition: TP, offset: int) -> None:
-        self._sought([partition])
-        await super()._seek(partition, offset)
-
-    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
-        self._sought(partitions)
-        await super().seek_wait(partitions)
-
-    async def seek_to_committed(self) -> Mapping[TP, int]:
-        self._sought(self.assignment())
-        return await super().seek_to_committed()
-
-    async def getmany(
-        self,
-        timeout: float,  # noqa: ASYNC109 (Faust's signature)
-    ) -> AsyncIterator[tuple[TP, Any]]:
-        """The epoch of a batch is read at its first record, i.e. right after the fetch; a
-        seek counted before the fetch returns at worst leaves Faust's old behaviour."""
-        seeks: Counter[TP] | None = None
-        async for tp, message in super().getmany(timeout):
-            if seeks is None:
-                seeks = self._seeks.copy()
-            if self._seeks[tp] != seeks[tp]:
-                self.stale_records_discarded += 1
-                continue
-            yield tp, message
-
-
-class Transport(aiokafka_driver.Transport):
-    Consumer = Consumer
-
-
 class StreamprocRecovery(Recovery):
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        """Faust's, with the stream partitions sought before they are resumed (3. above)."""
+        consumer = self.app.consumer
+        self.log.info("Restore complete!")
+        await self.app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(
+                    self.actives_for_table[table], self.standbys_for_table[table]
+                )
+            )
+            for table in self.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning("Recovery rebalancing again (generation %r)", generation_id)
+            return
+        if assignment:
+            self.log.info("Seek stream partitions to committed offsets.")
+            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        self.completed.set()
+        self.app.flow_control.resume()
+        consumer.resume_flow()
+        await self.app._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if not self.app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
     async def _build_highwaters(
         self, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
     ) -> None:
@@ -138,10 +129,7 @@ class StreamprocTableManager(TableManager):
 
 
 class App(faust.App):
-    """A Faust app on the corrected consumer and recovery."""
+    """A Faust app whose tables recover through ``StreamprocRecovery``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, TableManager=StreamprocTableManager, **kwargs)
-
-    def _new_transport(self) -> Transport:
-        return Transport(self.conf.broker_consumer, self)

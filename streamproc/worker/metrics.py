@@ -1,6 +1,6 @@
 """Prometheus metrics of a worker, served at ``/metrics`` on its web port.
 
-Read at scrape time from the counters the pipeline, the sweeper and the consumer keep, so
+Read at scrape time from the counters the pipeline and the sweeper keep, so
 the hot path does no metric work.
 """
 
@@ -19,11 +19,9 @@ class WorkerCollector(Collector):
         self,
         pipeline_counts: Mapping[str, int],
         records_swept: Callable[[], int],
-        stale_records_discarded: Callable[[], int],
     ) -> None:
         self.pipeline_counts = pipeline_counts
         self.records_swept = records_swept
-        self.stale_records_discarded = stale_records_discarded
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         events = CounterMetricFamily(
@@ -40,12 +38,6 @@ class WorkerCollector(Collector):
             "Records the engine committed past without delivering, found and forwarded "
             "again by the safety net (worker/gaps.py). Stays 0 unless Faust drops a record.",
             value=self.records_swept(),
-        )
-        yield CounterMetricFamily(
-            "streamproc_worker_stale_records_discarded",
-            "Records fetched before their partition's last seek and not delivered "
-            "(worker/engine.py); the seek fetches them again.",
-            value=self.stale_records_discarded(),
         )
 
 

@@ -30,15 +30,3 @@ def s3_proxy(s3_endpoint: str) -> Iterator[S3Proxy]:
         yield proxy
     finally:
         proxy.stop()
-
-
-def s3_client(endpoint: str):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )

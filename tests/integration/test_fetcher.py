@@ -8,11 +8,12 @@ import tracemalloc
 import uuid
 
 import pytest
-from conftest import s3_client
 
 from streamproc.fetch.errors import PermanentFetchError, TransientFetchError
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.settings import Settings
+
+from helpers import s3_client
 
 pytestmark = pytest.mark.integration
 

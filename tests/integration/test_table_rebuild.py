@@ -11,14 +11,13 @@ import time
 import uuid
 
 import pytest
-from conftest import s3_client
 from test_worker_restart import lifecycle, produce
 
 from streamproc.processes import stop_process
 from streamproc.replay import group_lag
 from streamproc.settings import Settings
 
-from helpers import messages, read_topic, start_worker, worker_env
+from helpers import messages, read_topic, s3_client, start_worker, worker_env
 
 pytestmark = pytest.mark.integration
 RECORDINGS = 20

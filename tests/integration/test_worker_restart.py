@@ -10,11 +10,10 @@ import uuid
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from conftest import s3_client
 
 from streamproc.processes import stop_process
 
-from helpers import messages, read_topic, start_worker, worker_env
+from helpers import messages, read_topic, s3_client, start_worker, worker_env
 
 pytestmark = pytest.mark.integration
 FIRST, SECOND = 60, 40

@@ -1,0 +1,354 @@
+"""Chaos: signed webhooks through the real edge while workers die, groups rebalance, the broker
+restarts and S3 misbehaves; then nothing acknowledged is lost and every output is right.
+
+Sized by ``STREAMPROC_CHAOS_RECORDINGS`` (two webhooks each; 5,000 by default, the long mode
+is 25,000) and seeded by ``STREAMPROC_CHAOS_SEED``. The broker keeps its log in S3 (moto) so
+that it can be stopped and started again; S3 downloads go through a proxy that fails 5 % of
+GETs (500, 503, dropped connection, cut body). The client retries until it gets a 2xx, like
+a provider. Prints one line of figures; README's Reliability section keeps the last ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import signal
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from s3proxy import S3Proxy
+
+from streamproc.broker import EmbeddedBroker
+from streamproc.processes import stop_process
+from streamproc.replay import ReplayRange, replay
+from streamproc.settings import Settings
+
+from helpers import (
+    RunningWorker,
+    messages,
+    read_topic,
+    s3_client,
+    signed,
+    start_edge,
+    start_worker,
+    worker_env,
+)
+
+pytestmark = pytest.mark.chaos
+RECORDINGS = int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "5000"))
+SEED = int(os.environ.get("STREAMPROC_CHAOS_SEED", "0")) or random.randrange(1, 10**6)
+SENDERS = 32
+FAULT_RATE = 0.05
+SWEEPER_WARNING = "were never handled"
+
+
+def webhook(kind: str, index: int) -> bytes:
+    recording = f"rec-{index:06d}"
+    payload: dict = {"recording_id": recording, "room_name": "chaos-room", "start_ts": 1000}
+    if kind == "recording.ready-to-download":
+        payload |= {"status": "finished", "s3_key": object_key(index), "duration": 5}
+    return orjson.dumps(
+        {
+            "version": "1.0.0",
+            "type": kind,
+            "id": f"{kind}-{index}",
+            "payload": payload,
+            "event_ts": 1000 + (10 if kind != "recording.started" else 0),
+        }
+    )
+
+
+def object_key(index: int) -> str:
+    return f"files/rec-{index:06d}.mp4"
+
+
+def object_body(index: int) -> bytes:
+    return b"chaos %d " % index * (100 + index % 50)
+
+
+class Sender:
+    """A provider: posts each webhook until it gets a 2xx, backing off on anything else."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.acknowledged: set[str] = set()
+        self.refused: Counter[int | str] = Counter()
+
+    async def deliver(self, client: httpx.AsyncClient, event_id: str, body: bytes) -> None:
+        delay = 0.05
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                response = await client.post(self.url, content=body, headers=signed("daily", body))
+                if 200 <= response.status_code < 300:
+                    self.acknowledged.add(event_id)
+                    return
+                self.refused[response.status_code] += 1
+            except httpx.HTTPError as exc:
+                self.refused[type(exc).__name__] += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        raise AssertionError(f"{event_id} was never acknowledged")
+
+    async def run(self, webhooks: list[tuple[str, bytes]]) -> None:
+        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        for item in webhooks:
+            queue.put_nowait(item)
+
+        async def one_sender(client: httpx.AsyncClient) -> None:
+            while not queue.empty():
+                await self.deliver(client, *queue.get_nowait())
+
+        async with httpx.AsyncClient(timeout=10) as client:
+            await asyncio.gather(*(one_sender(client) for _ in range(SENDERS)))
+
+
+class Workers:
+    """The main worker (killed and restarted) and a second one that joins and leaves."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.started = 0
+        self.kills = 0
+        self.crashes = 0
+        self.main = self._start()
+        self.second: RunningWorker | None = None
+
+    def _start(self) -> RunningWorker:
+        self.started += 1
+        return start_worker(self.env, self.logs / f"worker-{self.started}.log")
+
+    def kill_main(self) -> None:
+        self.main.process.send_signal(signal.SIGKILL)
+        self.main.process.wait()
+        self.kills += 1
+        self.main = self._start()
+
+    def restart_if_crashed(self) -> None:
+        """What a supervisor (Kubernetes, systemd) does for a worker that exited by itself."""
+        if self.main.process.poll() is not None:
+            self.crashes += 1
+            self.main = self._start()
+
+    def join_second(self) -> None:
+        self.second = self._start()
+
+    def leave_second(self) -> None:
+        if self.second is not None:
+            stop_process(self.second.process)
+            self.second = None
+
+    def stop(self) -> None:
+        self.leave_second()
+        stop_process(self.main.process)
+
+    def logs_mentioning(self, text: str) -> list[str]:
+        return [p.name for p in sorted(self.logs.glob("worker-*.log")) if text in p.read_text()]
+
+
+async def chaos(workers: Workers, broker: EmbeddedBroker, rng: random.Random) -> list[str]:
+    """The schedule: kills (one during recovery), two join/leave rounds, a broker restart."""
+    done: list[str] = []
+
+    async def pause(low: float, high: float) -> None:
+        end = time.monotonic() + rng.uniform(low, high)
+        while time.monotonic() < end:
+            workers.restart_if_crashed()
+            await asyncio.sleep(0.2)
+
+    await pause(3, 6)
+    workers.kill_main()
+    done.append("kill")
+    await pause(1, 2.5)
+    workers.kill_main()
+    done.append("kill during recovery")
+    await pause(6, 10)
+    workers.join_second()
+    done.append("join")
+    await pause(6, 10)
+    broker.stop()
+    done.append("broker stopped")
+    await pause(2, 4)
+    broker.start()
+    done.append("broker started")
+    await pause(4, 8)
+    workers.leave_second()
+    done.append("leave")
+    await pause(4, 8)
+    workers.kill_main()
+    done.append("kill")
+    await pause(6, 10)
+    workers.join_second()
+    done.append("join")
+    await pause(6, 10)
+    workers.leave_second()
+    done.append("leave")
+    return done
+
+
+async def wait_for(predicate, timeout_s: float, workers: Workers):
+    deadline = time.monotonic() + timeout_s
+    while not (result := await predicate()) and time.monotonic() < deadline:
+        workers.restart_if_crashed()
+        await asyncio.sleep(2)
+    return result
+
+
+async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_restart_and_s3_faults(
+    s3_endpoint, tmp_path
+):
+    rng = random.Random(SEED)
+    prefix = f"chaos-{uuid.uuid4().hex[:6]}"
+    s3 = s3_client(s3_endpoint)
+    s3.create_bucket(Bucket=f"{prefix}-log")
+    broker = EmbeddedBroker(
+        storage=f"s3://{prefix}-log/",
+        env={
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT": s3_endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        },
+        log_path=tmp_path / "tansu.log",
+    )
+    proxy = S3Proxy(s3_endpoint, fault_rate=FAULT_RATE, seed=SEED).start()
+    sink = tmp_path / "downloads"
+    env = worker_env(
+        broker.bootstrap,
+        proxy.url,
+        prefix,
+        sink,
+        STREAMPROC_TABLE_STORE="rocksdb://",
+        STREAMPROC_FETCH_ATTEMPTS="10",
+    )
+    bucket = env["STREAMPROC_S3_BUCKET"]
+    s3.create_bucket(Bucket=bucket)
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda i: s3.put_object(Bucket=bucket, Key=object_key(i), Body=object_body(i)),
+                range(RECORDINGS),
+            )
+        )
+    webhooks = [
+        (f"{kind}-{index}", webhook(kind, index))
+        for index in range(RECORDINGS)
+        for kind in ("recording.started", "recording.ready-to-download")
+    ]
+    rng.shuffle(webhooks)  # providers deliver out of order
+    broker.start()
+    workers = Workers(env, tmp_path)
+    edge = start_edge(broker.bootstrap, env["STREAMPROC_RAW_TOPIC"])
+    sender = Sender(f"{edge.url}/webhooks/daily")
+    started = time.monotonic()
+    try:
+        _, schedule = await asyncio.gather(sender.run(webhooks), chaos(workers, broker, rng))
+        sent_for = time.monotonic() - started
+
+        async def all_downloaded() -> bool:
+            records = await read_topic(broker.bootstrap, env["STREAMPROC_DOWNLOADS_TOPIC"], 0, 1)
+            return len({m["event_id"] for m in messages(records)}) >= RECORDINGS
+
+        assert await wait_for(all_downloaded, 600, workers), "not every recording was downloaded"
+        swept = _records_swept(workers)
+        settle_for = time.monotonic() - started - sent_for
+        topics = {
+            name: await read_topic(broker.bootstrap, env[f"STREAMPROC_{name}_TOPIC"], 0, 2)
+            for name in ("RAW", "STATE", "LIFECYCLE", "DOWNLOADS", "DLQ")
+        }
+    finally:
+        workers.stop()
+        stop_process(edge.process)
+        proxy.stop()
+
+    try:
+        in_raw = {dict(r.headers)["event-id"].decode() for r in topics["RAW"]}
+        lost = sender.acknowledged - in_raw
+        downloads = messages(topics["DOWNLOADS"])
+        by_recording = {m["recording_id"]: m for m in downloads}
+        expected = {f"rec-{i:06d}": i for i in range(RECORDINGS)}
+        wrong_checksum = [
+            rid
+            for rid, i in expected.items()
+            if by_recording.get(rid, {}).get("sha256") != hashlib.sha256(object_body(i)).hexdigest()
+        ]
+        on_disk = {p.relative_to(sink).as_posix() for p in sink.rglob("*") if p.is_file()}
+        wanted_on_disk = {f"daily/{rid}/{object_key(i)}" for rid, i in expected.items()}
+        wanted_on_disk |= {
+            f"daily/{rid}/files/.{Path(object_key(i)).name}.sha256" for rid, i in expected.items()
+        }
+        repeated_gets = sum(count - 1 for count in proxy.complete_gets.values() if count > 1)
+
+        clean = await replay(Settings.from_env(env), ReplayRange(), dry_run=True, progress=False)
+        live_states = {m["recording_id"]: m for m in messages(topics["STATE"])}
+        differing_states = [
+            rid
+            for rid, state in clean.states.items()
+            if (
+                live_states.get(rid, {}).get("status"),
+                live_states.get(rid, {}).get("events_applied"),
+            )
+            != (state.status, len(state.event_ids))
+        ]
+        clean_lifecycle = {
+            orjson.loads(value)["event_id"]
+            for topic, _, value in clean.emitted
+            if topic == env["STREAMPROC_LIFECYCLE_TOPIC"]
+        }
+        live_lifecycle = {m["event_id"] for m in messages(topics["LIFECYCLE"])}
+    finally:
+        broker.stop()
+
+    print(
+        f"\nchaos seed={SEED}: webhooks sent={len(webhooks)}"
+        f" acknowledged={len(sender.acknowledged)}"
+        f" refused={dict(sender.refused)} in raw={len(in_raw)} lost={len(lost)};"
+        f" recordings finished={len(expected)} downloaded={len(by_recording)}"
+        f" wrong checksum={len(wrong_checksum)} repeated full GETs={repeated_gets}"
+        f" S3 faults={dict(proxy.faults)}; states differing from a clean fold="
+        f"{len(differing_states)}; records swept={swept}; dead letters={len(topics['DLQ'])};"
+        f" chaos={schedule} kills={workers.kills} crashes={workers.crashes};"
+        f" sending {sent_for:.0f} s, settling {settle_for:.0f} s"
+    )
+    assert len(sender.acknowledged) == len(webhooks)
+    assert not lost, f"acknowledged but not in the raw topic: {sorted(lost)[:10]}"
+    assert in_raw <= {event_id for event_id, _ in webhooks}
+    assert not wrong_checksum, wrong_checksum[:10]
+    assert wanted_on_disk <= on_disk, sorted(wanted_on_disk - on_disk)[:10]
+    assert on_disk <= wanted_on_disk, (
+        f"partial or stray files: {sorted(on_disk - wanted_on_disk)[:10]}"
+    )
+    assert not differing_states, differing_states[:10]
+    assert live_lifecycle == clean_lifecycle
+    assert not topics["DLQ"], messages(topics["DLQ"])[:3]
+    assert swept == 0, f"the safety net forwarded {swept} record(s) an engine dropped"
+    # A download repeats only if its worker died between the last byte and the marker.
+    assert repeated_gets <= workers.kills * int(env.get("STREAMPROC_FETCH_CONCURRENCY", "8"))
+
+
+def _records_swept(workers: Workers) -> int:
+    """The sweeper's count from every worker that is still up, plus its warnings in any log."""
+    swept = 0
+    for worker in (workers.main, workers.second):
+        if worker is None:
+            continue
+        port = worker.env["STREAMPROC_WORKER_WEB_PORT"]
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("streamproc_worker_records_swept_total"):
+                swept += int(float(line.split()[-1]))
+    return swept + len(workers.logs_mentioning(SWEEPER_WARNING))
