@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -78,6 +80,7 @@ class LocalDirectorySink:
         return path.with_name(f".{path.name}{SHA256_SUFFIX}")
 
     async def existing(self, relative: PurePosixPath) -> Stored | None:
+        _remove_leftovers_of_dead_writers(self._path(relative))
         marker = self._marker(relative)
         if not marker.is_file() or not self._path(relative).is_file():
             return None
@@ -90,7 +93,8 @@ class LocalDirectorySink:
     async def open(self, relative: PurePosixPath) -> AsyncIterator[SinkWriter]:
         path = self._path(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.part-{uuid.uuid4().hex}")
+        _remove_leftovers_of_dead_writers(path)
+        partial = path.with_name(f".{path.name}.part-{_WRITER}-{uuid.uuid4().hex}")
         handle = partial.open("wb")
         try:
             yield _FileWriter(handle)
@@ -100,6 +104,30 @@ class LocalDirectorySink:
         finally:
             handle.close()
             partial.unlink(missing_ok=True)
+
+
+_WRITER = f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _remove_leftovers_of_dead_writers(path: Path) -> None:
+    """Partial copies of ``path`` left by a killed process on this host (none else touches
+    them: a live writer's partial file is its own)."""
+    host = socket.gethostname()
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.part-*"):
+        owner = leftover.name.rpartition(".part-")[2].rsplit("-", 2)
+        dead = len(owner) == 3 and owner[0] == host and owner[1].isdigit()
+        if dead and not _alive(int(owner[1])):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _FileWriter:

@@ -31,6 +31,7 @@ from typing import Any
 
 import faust
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
@@ -79,9 +80,15 @@ class StreamprocRecovery(Recovery):
         self, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
     ) -> None:
         """Faust's ``highwater - 1`` convention, with the end read from a fetch."""
-        ends = await read_log_ends(
-            _bootstrap(self.app), [TopicPartition(tp.topic, tp.partition) for tp in tps]
-        )
+        wanted = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        while True:
+            try:
+                ends = await read_log_ends(_bootstrap(self.app), wanted)
+                break
+            except KafkaError as exc:
+                # Faust's recovery waits for the broker; so does this (``_wait`` bounds it).
+                log.warning("cannot read changelog ends yet (%r); retrying", exc)
+                await asyncio.sleep(1.0)
         destination.clear()
         destination.update({tp: ends[TopicPartition(tp.topic, tp.partition)] - 1 for tp in tps})
         log.debug("%s changelog ends: %s", title, dict(destination))

@@ -42,7 +42,8 @@ class WorkerCollector(Collector):
 
 
 class WorkerMetrics:
-    content_type = CONTENT_TYPE_LATEST
+    # aiohttp (Faust's web server) refuses a charset inside content_type; it adds utf-8
+    content_type = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 
     def __init__(self, collector: WorkerCollector) -> None:
         self.registry = CollectorRegistry()

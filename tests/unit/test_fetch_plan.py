@@ -94,3 +94,28 @@ async def test_local_sink_shows_a_file_only_when_complete(tmp_path):
     assert await sink.existing(relative) is None  # no marker yet: not known to be verified
     await sink.mark_complete(relative, Stored(size=5, sha256="ab" * 32))
     assert await sink.existing(relative) == Stored(size=5, sha256="ab" * 32)
+
+
+def _pid_of_a_finished_process() -> int:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "import os; print(os.getpid())"]
+    return int(subprocess.run(command, capture_output=True, check=True).stdout)
+
+
+async def test_local_sink_removes_partial_copies_of_dead_writers_only(tmp_path):
+    import os
+    import socket
+
+    dead_pid = _pid_of_a_finished_process()
+    folder = tmp_path / "daily" / "r1"
+    folder.mkdir(parents=True)
+    host = socket.gethostname()
+    dead = folder / f".file.mp4.part-{host}-{dead_pid}-abc"
+    live = folder / f".file.mp4.part-{host}-{os.getpid()}-def"
+    elsewhere = folder / f".file.mp4.part-other-host-{dead_pid}-0f"
+    for path in (dead, live, elsewhere):
+        path.write_bytes(b"half")
+    assert await LocalDirectorySink(tmp_path).existing(PurePosixPath("daily/r1/file.mp4")) is None
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, elsewhere.name])
