@@ -110,8 +110,8 @@ class StreamprocRecovery(Recovery):
                 "discarding it and rebuilding from the changelog",
                 table.name,
                 ", ".join(
-                    f"partition {tp.partition}: stored {destination[tp]}, "
-                    f"changelog ends at {self.active_highwaters[tp]}"
+                    f"partition {tp.partition}: store applied up to offset {destination[tp]}, "
+                    f"changelog ends at offset {self.active_highwaters[tp] + 1}"
                     for tp in sorted(stale)
                     if self.tp_to_table[tp] is table
                 ),

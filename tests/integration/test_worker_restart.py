@@ -145,3 +145,47 @@ async def test_killed_worker_recovers_its_table_and_loses_nothing(
 
 async def _at_least(awaitable, threshold: int) -> bool:
     return await awaitable >= threshold
+
+
+async def test_a_store_ahead_of_its_changelog_is_rebuilt_not_a_crash_loop(
+    broker, s3_proxy, tmp_path
+):
+    """The changelog lost its records (here: deleted, as when an in-memory broker restarts under
+    a kept data dir): Faust as shipped raises ConsistencyError on every start."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    prefix = f"stale-{uuid.uuid4().hex[:6]}"
+    env = worker_env(
+        broker.bootstrap,
+        s3_proxy.url,
+        prefix,
+        tmp_path / "sink",
+        STREAMPROC_TABLE_STORE="rocksdb://",
+    )
+    state_topic = env["STREAMPROC_STATE_TOPIC"]
+    first = start_worker(env, tmp_path / "worker-1.log")
+    try:
+        await produce(broker.bootstrap, env["STREAMPROC_RAW_TOPIC"], lifecycle(range(5))[::2])
+
+        async def states() -> int:
+            return len(await read_topic(broker.bootstrap, state_topic, timeout_s=0.5))
+
+        assert await wait_until(lambda: _at_least(states(), 5), 60)
+    finally:
+        stop_process(first.process)
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([f"{env['STREAMPROC_APP_ID']}-recordings-changelog"])
+    finally:
+        await admin.close()
+
+    second = start_worker(env, tmp_path / "worker-2.log")
+    try:
+        await produce(broker.bootstrap, env["STREAMPROC_RAW_TOPIC"], lifecycle(range(5, 8))[::2])
+        assert await wait_until(lambda: _at_least(states(), 8), 90), "the worker did not come back"
+    finally:
+        stop_process(second.process)
+    log = (tmp_path / "worker-2.log").read_text()
+    assert "is ahead of its changelog" in log
+    assert "ConsistencyError" not in log
