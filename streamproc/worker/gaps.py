@@ -1,19 +1,16 @@
-"""Finds records the Faust stream skipped, and sends them round again.
+"""A safety net: finds records an engine committed past without delivering, and sends them
+round again. Expected to stay idle.
 
-faust-streaming 0.15 can skip records after a restart or rebalance: records fetched while
-table recovery runs are cleared from the stream when it seeks back to the committed offset,
-the rest of the already-fetched batch is still delivered, and when the seek re-fetches the
-cleared records Faust drops them as "already read" (its ``DROPPED MESSAGE ROFF`` path; see
-faust-streaming issues #216 and #221), then commits past them. Our restart test caught a
-recording whose ``started`` event was never folded.
-
-The sweeper keeps, per partition, the lowest offset not yet handled (starting from the
-committed offset at assignment) and the handled offsets above it. Every few seconds it
-compares that with the group's committed offset: if Faust committed past records we never
-handled, it reads them again with a plain consumer and forwards them through a topic the
-agents consume (raw records via the re-keyed topic, fetch requests to the fetch topic).
-The fold and the fetcher are idempotent, so a record handled twice is harmless; a record
-never handled is not.
+faust-streaming 0.15 skipped records after a rebalance (it resumed stream partitions before
+seeking them to their committed offsets; ``docs/durability.md``); ``worker/engine.py`` fixes
+the order. This sweeper stays for engines we have not measured: it keeps, per partition, the
+lowest offset not yet handled (from the committed offset at assignment) and the handled
+offsets above it, and every few seconds compares that with the group's committed offset. A
+record committed past but never handled is read again with a plain consumer and forwarded
+through a topic the agents consume (raw records via the re-keyed topic, fetch requests to the
+fetch topic), counted in ``forwarded`` (``streamproc_worker_records_swept_total``) and logged
+as a warning. The chaos suite fails if it forwards anything. The fold and the fetcher are
+idempotent, so a record handled twice is harmless; a record never handled is not.
 """
 
 from __future__ import annotations

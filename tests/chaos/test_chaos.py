@@ -203,6 +203,7 @@ async def wait_for(predicate, timeout_s: float, workers: Workers):
     return result
 
 
+@pytest.mark.timeout(1800)
 async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_restart_and_s3_faults(
     s3_endpoint, tmp_path
 ):
