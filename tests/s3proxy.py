@@ -34,6 +34,7 @@ class S3Proxy:
         self.cut_next: Counter[str] = Counter()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._client: httpx.AsyncClient | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -70,8 +71,9 @@ class S3Proxy:
             + scope["raw_path"].decode()
             + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
         )
-        async with httpx.AsyncClient() as client:
-            response = await client.request(scope["method"], url, headers=headers, content=body)
+        if self._client is None:
+            self._client = httpx.AsyncClient(limits=httpx.Limits(max_connections=64))
+        response = await self._client.request(scope["method"], url, headers=headers, content=body)
         out = [
             (k.encode(), v.encode())
             for k, v in response.headers.items()

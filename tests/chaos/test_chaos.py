@@ -1,11 +1,15 @@
 """Chaos: signed webhooks through the real edge while workers die, groups rebalance, the broker
 restarts and S3 misbehaves; then nothing acknowledged is lost and every output is right.
 
-Sized by ``STREAMPROC_CHAOS_RECORDINGS`` (two webhooks each; 5,000 by default, the long mode
-is 25,000) and seeded by ``STREAMPROC_CHAOS_SEED``. The broker keeps its log in S3 (moto) so
-that it can be stopped and started again; S3 downloads go through a proxy that fails 5 % of
-GETs (500, 503, dropped connection, cut body). The client retries until it gets a 2xx, like
-a provider. Prints one line of figures; README's Reliability section keeps the last ones.
+Two runs. ``memory``: the in-memory broker, ``STREAMPROC_CHAOS_RECORDINGS`` recordings (two
+webhooks each; 5,000 by default, 25,000 in the long mode), three worker kills (one during its
+recovery) and two join/leave rounds. ``durable``: the broker keeps its log in S3 (moto) so it
+can also be stopped and started again; it folds about 25 events/s on two cores, so it is
+sized by ``STREAMPROC_CHAOS_DURABLE_RECORDINGS`` (1,000 by default, 5,000 in the long mode).
+In both, S3 downloads go through a proxy that fails 5 % of GETs (500, 503, dropped
+connection, cut body), and the client retries until it gets a 2xx, like a provider. Seeded
+by ``STREAMPROC_CHAOS_SEED``. Prints one line of figures; README's Reliability section keeps
+the last ones.
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ from helpers import (
 )
 
 pytestmark = pytest.mark.chaos
-RECORDINGS = int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "5000"))
+RECORDINGS = {
+    "memory": int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "5000")),
+    "durable": int(os.environ.get("STREAMPROC_CHAOS_DURABLE_RECORDINGS", "1000")),
+}
 SEED = int(os.environ.get("STREAMPROC_CHAOS_SEED", "0")) or random.randrange(1, 10**6)
 SENDERS = 32
 FAULT_RATE = 0.05
@@ -155,8 +162,10 @@ class Workers:
         return [p.name for p in sorted(self.logs.glob("worker-*.log")) if text in p.read_text()]
 
 
-async def chaos(workers: Workers, broker: EmbeddedBroker, rng: random.Random) -> list[str]:
-    """The schedule: kills (one during recovery), two join/leave rounds, a broker restart."""
+async def chaos(
+    workers: Workers, broker: EmbeddedBroker, rng: random.Random, restart_broker: bool
+) -> list[str]:
+    """The schedule: a broker restart, kills (one during recovery), two join/leave rounds."""
     done: list[str] = []
 
     async def pause(low: float, high: float) -> None:
@@ -165,6 +174,13 @@ async def chaos(workers: Workers, broker: EmbeddedBroker, rng: random.Random) ->
             workers.restart_if_crashed()
             await asyncio.sleep(0.2)
 
+    if restart_broker:  # first, while the sender is surely still sending
+        await pause(2, 4)
+        await asyncio.to_thread(broker.stop)
+        done.append("broker stopped")
+        await pause(2, 4)
+        await asyncio.to_thread(broker.start)
+        done.append("broker started")
     await pause(3, 6)
     workers.kill_main()
     done.append("kill")
@@ -174,12 +190,6 @@ async def chaos(workers: Workers, broker: EmbeddedBroker, rng: random.Random) ->
     await pause(6, 10)
     workers.join_second()
     done.append("join")
-    await pause(6, 10)
-    await asyncio.to_thread(broker.stop)
-    done.append("broker stopped")
-    await pause(2, 4)
-    await asyncio.to_thread(broker.start)
-    done.append("broker started")
     await pause(4, 8)
     await asyncio.to_thread(workers.leave_second)
     done.append("leave")
@@ -204,25 +214,27 @@ async def wait_for(predicate, timeout_s: float, workers: Workers):
 
 
 @pytest.mark.timeout(1800)
+@pytest.mark.parametrize("mode", ["memory", "durable"])
 async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_restart_and_s3_faults(
-    s3_endpoint, tmp_path
+    s3_endpoint, tmp_path, mode
 ):
     rng = random.Random(SEED)
+    recordings = RECORDINGS[mode]
     prefix = f"chaos-{uuid.uuid4().hex[:6]}"
     s3 = s3_client(s3_endpoint)
-    s3.create_bucket(Bucket=f"{prefix}-log")
-    broker = EmbeddedBroker(
-        storage=f"s3://{prefix}-log/",
-        env={
+    durable = {}
+    if mode == "durable":
+        s3.create_bucket(Bucket=f"{prefix}-log")
+        durable["storage"] = f"s3://{prefix}-log/"
+        durable["env"] = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT": s3_endpoint,
             "AWS_ALLOW_HTTP": "true",
-        },
-        log_path=tmp_path / "tansu.log",
-    )
+        }
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log", **durable)
     proxy = S3Proxy(s3_endpoint, fault_rate=FAULT_RATE, seed=SEED).start()
     sink = tmp_path / "downloads"
     env = worker_env(
@@ -232,6 +244,7 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         sink,
         STREAMPROC_TABLE_STORE="rocksdb://",
         STREAMPROC_FETCH_ATTEMPTS="10",
+        STREAMPROC_FETCH_CONCURRENCY="32",
     )
     bucket = env["STREAMPROC_S3_BUCKET"]
     s3.create_bucket(Bucket=bucket)
@@ -239,27 +252,32 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         list(
             pool.map(
                 lambda i: s3.put_object(Bucket=bucket, Key=object_key(i), Body=object_body(i)),
-                range(RECORDINGS),
+                range(recordings),
             )
         )
     webhooks = [
         (f"{kind}-{index}", webhook(kind, index))
-        for index in range(RECORDINGS)
+        for index in range(recordings)
         for kind in ("recording.started", "recording.ready-to-download")
     ]
     rng.shuffle(webhooks)  # providers deliver out of order
     broker.start()
     workers = Workers(env, tmp_path)
-    edge = start_edge(broker.bootstrap, env["STREAMPROC_RAW_TOPIC"])
+    # A short publish timeout, so that requests while the broker is away get 503, not a wait.
+    edge = start_edge(
+        broker.bootstrap, env["STREAMPROC_RAW_TOPIC"], STREAMPROC_PUBLISH_TIMEOUT_S="1"
+    )
     sender = Sender(f"{edge.url}/webhooks/daily")
     started = time.monotonic()
     try:
-        _, schedule = await asyncio.gather(sender.run(webhooks), chaos(workers, broker, rng))
+        _, schedule = await asyncio.gather(
+            sender.run(webhooks), chaos(workers, broker, rng, restart_broker=mode == "durable")
+        )
         sent_for = time.monotonic() - started
 
         async def all_downloaded() -> bool:
             records = await read_topic(broker.bootstrap, env["STREAMPROC_DOWNLOADS_TOPIC"], 0, 1)
-            return len({m["event_id"] for m in messages(records)}) >= RECORDINGS
+            return len({m["event_id"] for m in messages(records)}) >= recordings
 
         assert await wait_for(all_downloaded, 600, workers), "not every recording was downloaded"
         swept = _records_swept(workers)
@@ -278,7 +296,7 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         lost = sender.acknowledged - in_raw
         downloads = messages(topics["DOWNLOADS"])
         by_recording = {m["recording_id"]: m for m in downloads}
-        expected = {f"rec-{i:06d}": i for i in range(RECORDINGS)}
+        expected = {f"rec-{i:06d}": i for i in range(recordings)}
         wrong_checksum = [
             rid
             for rid, i in expected.items()
@@ -312,7 +330,7 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         broker.stop()
 
     print(
-        f"\nchaos seed={SEED}: webhooks sent={len(webhooks)}"
+        f"\nchaos {mode} seed={SEED}: webhooks sent={len(webhooks)}"
         f" acknowledged={len(sender.acknowledged)}"
         f" refused={dict(sender.refused)} in raw={len(in_raw)} lost={len(lost)};"
         f" recordings finished={len(expected)} downloaded={len(by_recording)}"
@@ -323,6 +341,8 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         f" sending {sent_for:.0f} s, settling {settle_for:.0f} s"
     )
     assert len(sender.acknowledged) == len(webhooks)
+    if mode == "durable":
+        assert sender.refused[503], "the edge never answered 503 while the broker was away"
     assert not lost, f"acknowledged but not in the raw topic: {sorted(lost)[:10]}"
     assert in_raw <= {event_id for event_id, _ in webhooks}
     assert not wrong_checksum, wrong_checksum[:10]

@@ -198,3 +198,60 @@ async def test_committed_offsets_survive_the_committing_consumer(broker):
                 assert [await consumer.committed(tp) for tp in tps] == [5, 9]
         finally:
             await consumer.stop()
+
+
+MEMBER = """
+import asyncio, sys
+from aiokafka import AIOKafkaConsumer
+
+async def main():
+    consumer = AIOKafkaConsumer(sys.argv[2], bootstrap_servers=sys.argv[1], group_id=sys.argv[3],
+                                session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    await consumer.start()
+    while True:
+        await consumer.getmany(timeout_ms=500)
+        print(sorted(p.partition for p in consumer.assignment()), flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_members_partitions_move_after_its_session_times_out(broker):
+    """What a restarted worker waits for: the dead member leaves the group only when its
+    session expires, then the survivors get its partitions."""
+    import signal
+    import sys
+    import time
+
+    await ensure_topics(broker.bootstrap, [TopicSpec("shared-work", 4)])
+    command = [sys.executable, "-c", MEMBER, broker.bootstrap, "shared-work", "sharers"]
+    member = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    survivor = AIOKafkaConsumer(
+        "shared-work",
+        bootstrap_servers=broker.bootstrap,
+        group_id="sharers",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    try:
+        await asyncio.sleep(3)  # the member joins first
+        await survivor.start()
+        deadline = time.monotonic() + 30
+        while len(survivor.assignment()) in (0, 4) and time.monotonic() < deadline:
+            await survivor.getmany(timeout_ms=500)
+        shared = {p.partition for p in survivor.assignment()}
+        assert 0 < len(shared) < 4, f"the group did not split the partitions: {shared}"
+        member.send_signal(signal.SIGKILL)
+        await member.wait()
+        killed_at = time.monotonic()
+        while len(survivor.assignment()) < 4 and time.monotonic() < killed_at + 30:
+            await survivor.getmany(timeout_ms=500)
+        assert {p.partition for p in survivor.assignment()} == {0, 1, 2, 3}
+        assert time.monotonic() - killed_at < 20, "the dead member's session outlived 20 s"
+    finally:
+        if member.returncode is None:
+            member.kill()
+            await member.wait()
+        await survivor.stop()
