@@ -16,11 +16,14 @@ idempotent, so a record handled twice is harmless; a record never handled is not
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 log = logging.getLogger(__name__)
+READ_TIMEOUT_S = 30.0
 Forward = Callable[[ConsumerRecord], Awaitable[None]]
 
 
@@ -92,13 +95,25 @@ class SkippedRecordSweeper:
             await consumer.stop()
 
     async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
-        """Track newly assigned partitions from their committed offsets."""
-        consumer = await self._started()
+        """Track newly assigned partitions from their committed offsets.
+
+        A broker that cannot answer now (it may be restarting) must not fail the rebalance:
+        the partition is then started at the first sweep that can read its committed offset.
+        """
         for faust_tp in partitions:
             tp = TopicPartition(faust_tp.topic, faust_tp.partition)
             if tp.topic in self.forwards:
+                self._progress.setdefault(tp, PartitionProgress())
+        try:
+            await self._start_pending()
+        except KafkaError as exc:
+            log.warning("committed offsets unknown for now (%r); the next sweep reads them", exc)
+
+    async def _start_pending(self) -> None:
+        consumer = await self._started()
+        for tp, progress in list(self._progress.items()):
+            if progress.low is None:
                 committed = await consumer.committed(tp)
-                progress = self._progress.setdefault(tp, PartitionProgress())
                 progress.start_at(committed if committed is not None else 0)
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
@@ -106,7 +121,12 @@ class SkippedRecordSweeper:
             self._progress.pop(TopicPartition(tp.topic, tp.partition), None)
 
     async def sweep(self) -> int:
-        """Forward every record committed past but never handled; return how many."""
+        """Forward every record committed past but never handled; return how many.
+
+        An offset with no record (a durable Tansu restart can leave some, see
+        docs/durability.md) is not a lost record: it is noted, not forwarded.
+        """
+        await self._start_pending()
         consumer = await self._started()
         forwarded = 0
         for tp, progress in list(self._progress.items()):
@@ -115,33 +135,46 @@ class SkippedRecordSweeper:
                 continue
             missing = set(progress.missing(committed))
             if missing:
-                log.warning(
-                    "%s:%d: %d record(s) below the committed offset %d were never handled; "
-                    "forwarding them again",
-                    tp.topic,
-                    tp.partition,
-                    len(missing),
-                    committed,
-                )
-                for record in await self._read(tp, min(missing), committed):
-                    if record.offset in missing:
-                        await self.forwards[tp.topic](record)
-                        forwarded += 1
+                records = await self._read(tp, min(missing), committed)
+                lost = [record for record in records if record.offset in missing]
+                if lost:
+                    log.warning(
+                        "%s:%d: %d record(s) below the committed offset %d were never handled "
+                        "(offsets %s); forwarding them again",
+                        tp.topic,
+                        tp.partition,
+                        len(lost),
+                        committed,
+                        [record.offset for record in lost][:20],
+                    )
+                for record in lost:
+                    await self.forwards[tp.topic](record)
+                    forwarded += 1
+                if len(lost) < len(missing):
+                    log.info(
+                        "%s:%d: no record at %d offset(s) below %d (a gap in the log)",
+                        tp.topic,
+                        tp.partition,
+                        len(missing) - len(lost),
+                        committed,
+                    )
             progress.skip_to(committed)
         self.forwarded += forwarded
         return forwarded
 
     async def _read(self, tp: TopicPartition, start: int, end: int) -> list[ConsumerRecord]:
+        """Every record in ``[start, end)``; raises rather than answer a partial list."""
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await reader.start()
         try:
             reader.assign([tp])
             reader.seek(tp, start)
             records: list[ConsumerRecord] = []
+            deadline = time.monotonic() + READ_TIMEOUT_S
             while await reader.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise KafkaTimeoutError(f"could not read {tp} up to {end}")
                 batch = await reader.getmany(tp, timeout_ms=1000)
-                if not batch:
-                    break
                 records.extend(r for r in batch.get(tp, []) if r.offset < end)
             return records
         finally:
