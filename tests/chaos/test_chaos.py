@@ -165,43 +165,29 @@ class Workers:
 async def chaos(
     workers: Workers, broker: EmbeddedBroker, rng: random.Random, restart_broker: bool
 ) -> list[str]:
-    """The schedule: a broker restart, kills (one during recovery), two join/leave rounds."""
-    done: list[str] = []
+    """The schedule: a broker restart, kills (one during recovery), two join/leave rounds.
 
-    async def pause(low: float, high: float) -> None:
+    Each step waits a random time (seconds, low to high) after the one before.
+    """
+    steps = [
+        ("kill", 3, 6, workers.kill_main),
+        ("kill during recovery", 1, 2.5, workers.kill_main),
+        ("join", 6, 10, workers.join_second),
+        ("leave", 4, 8, workers.leave_second),
+        ("kill", 4, 8, workers.kill_main),
+        ("join", 6, 10, workers.join_second),
+        ("leave", 6, 10, workers.leave_second),
+    ]
+    if restart_broker:  # first, while the sender is surely still sending
+        steps[:0] = [("broker stopped", 2, 4, broker.stop), ("broker started", 2, 4, broker.start)]
+    done: list[str] = []
+    for name, low, high, action in steps:
         end = time.monotonic() + rng.uniform(low, high)
         while time.monotonic() < end:
             workers.restart_if_crashed()
             await asyncio.sleep(0.2)
-
-    if restart_broker:  # first, while the sender is surely still sending
-        await pause(2, 4)
-        await asyncio.to_thread(broker.stop)
-        done.append("broker stopped")
-        await pause(2, 4)
-        await asyncio.to_thread(broker.start)
-        done.append("broker started")
-    await pause(3, 6)
-    workers.kill_main()
-    done.append("kill")
-    await pause(1, 2.5)
-    workers.kill_main()
-    done.append("kill during recovery")
-    await pause(6, 10)
-    workers.join_second()
-    done.append("join")
-    await pause(4, 8)
-    await asyncio.to_thread(workers.leave_second)
-    done.append("leave")
-    await pause(4, 8)
-    workers.kill_main()
-    done.append("kill")
-    await pause(6, 10)
-    workers.join_second()
-    done.append("join")
-    await pause(6, 10)
-    await asyncio.to_thread(workers.leave_second)
-    done.append("leave")
+        await asyncio.to_thread(action)
+        done.append(name)
     return done
 
 
