@@ -114,6 +114,9 @@ class SkippedRecordSweeper:
         for tp, progress in list(self._progress.items()):
             if progress.low is None:
                 committed = await consumer.committed(tp)
+                log.info(
+                    "tracking %s:%d from committed offset %s", tp.topic, tp.partition, committed
+                )
                 progress.start_at(committed if committed is not None else 0)
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
