@@ -119,9 +119,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         },
     )
 
-    @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
-        await sweeper.assigned(assigned)
+    app.stream_position_listeners.append(sweeper.resuming_at)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

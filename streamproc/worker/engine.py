@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -65,7 +66,16 @@ class StreamprocRecovery(Recovery):
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
-        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+        try:
+            async with asyncio.timeout(self.app.conf.broker_request_timeout):
+                positions = {tp: await consumer.position(tp) for tp in streams}
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("stream positions unknown after the seek (%r)", exc)
+        else:
+            for listener in self.app.stream_position_listeners:
+                await listener(positions)
+        consumer.resume_partitions(streams)
         self.completed.set()
         self.app.flow_control.resume()
         consumer.resume_flow()
@@ -140,3 +150,5 @@ class App(faust.App):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, TableManager=StreamprocTableManager, **kwargs)
+        self.stream_position_listeners: list[Callable[[dict[TP, int | None]], Awaitable[None]]] = []
+        """Called after every rebalance with where each stream partition resumes."""
