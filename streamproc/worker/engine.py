@@ -20,6 +20,8 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    them again: records never processed, yet committed. faust-streaming #216 was this race
    for apps without tables, fixed there (#217) by seeking first; here the table path seeks
    first too (``tests/integration/test_faust_facts.py`` shows the jump with a plain app).
+   Right after the seek it tells ``App.stream_position_listeners`` where each stream
+   partition resumes (the skipped-record safety net tracks from there).
 """
 
 from __future__ import annotations
