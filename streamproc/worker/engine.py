@@ -72,11 +72,10 @@ class StreamprocRecovery(Recovery):
         try:
             async with asyncio.timeout(self.app.conf.broker_request_timeout):
                 positions = {tp: await consumer.position(tp) for tp in streams}
+                for listener in self.app.stream_position_listeners:
+                    await listener(positions)
         except (KafkaError, TimeoutError) as exc:
-            log.warning("stream positions unknown after the seek (%r)", exc)
-        else:
-            for listener in self.app.stream_position_listeners:
-                await listener(positions)
+            log.warning("stream positions not reported after the seek (%r)", exc)
         consumer.resume_partitions(streams)
         self.completed.set()
         self.app.flow_control.resume()
