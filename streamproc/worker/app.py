@@ -119,7 +119,9 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         },
     )
 
-    app.stream_position_listeners.append(sweeper.resuming_at)
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        await sweeper.assigned(assigned)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

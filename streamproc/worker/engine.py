@@ -20,8 +20,6 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    them again: records never processed, yet committed. faust-streaming #216 was this race
    for apps without tables, fixed there (#217) by seeking first; here the table path seeks
    first too (``tests/integration/test_faust_facts.py`` shows the jump with a plain app).
-   Right after the seek it tells ``App.stream_position_listeners`` where each stream
-   partition resumes (the skipped-record safety net tracks from there).
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -68,15 +65,7 @@ class StreamprocRecovery(Recovery):
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
-        streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
-        try:
-            async with asyncio.timeout(self.app.conf.broker_request_timeout):
-                positions = {tp: await consumer.position(tp) for tp in streams}
-                for listener in self.app.stream_position_listeners:
-                    await listener(positions)
-        except (KafkaError, TimeoutError) as exc:
-            log.warning("stream positions not reported after the seek (%r)", exc)
-        consumer.resume_partitions(streams)
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
         self.completed.set()
         self.app.flow_control.resume()
         consumer.resume_flow()
@@ -151,5 +140,3 @@ class App(faust.App):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, TableManager=StreamprocTableManager, **kwargs)
-        self.stream_position_listeners: list[Callable[[dict[TP, int | None]], Awaitable[None]]] = []
-        """Called after every rebalance with where each stream partition resumes."""

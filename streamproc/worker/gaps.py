@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 log = logging.getLogger(__name__)
 READ_TIMEOUT_S = 30.0
@@ -94,32 +94,30 @@ class SkippedRecordSweeper:
         if consumer is not None:
             await consumer.stop()
 
-    async def resuming_at(self, positions: Mapping[TopicPartition, int | None]) -> None:
-        """Track each stream partition from the group's committed offset, read when the engine
-        resumes after a rebalance, and warn where the engine resumes elsewhere.
+    async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        """Track newly assigned partitions from their committed offsets.
 
-        Right after a restart, Faust was seen to resume fetch-request partitions at their log
-        end although the group had no committed offset for them (docs/durability.md): the
-        requests in between were never handled, and tracking from the committed offset is what
-        finds and forwards them.
+        A broker that cannot answer now (it may be restarting) must not fail the rebalance:
+        the partition is then started at the first sweep that can read its committed offset.
         """
-        consumer = await self._started()
-        for faust_tp, position in positions.items():
+        for faust_tp in partitions:
             tp = TopicPartition(faust_tp.topic, faust_tp.partition)
-            if tp.topic not in self.forwards:
-                continue
-            committed = await consumer.committed(tp)
-            start = committed if committed is not None else 0
-            if position is not None and position != start:
-                log.warning(
-                    "%s:%d: the engine resumes at %d but the group's committed offset is %s",
-                    tp.topic,
-                    tp.partition,
-                    position,
-                    committed,
+            if tp.topic in self.forwards:
+                self._progress.setdefault(tp, PartitionProgress())
+        try:
+            await self._start_pending()
+        except KafkaError as exc:
+            log.warning("committed offsets unknown for now (%r); the next sweep reads them", exc)
+
+    async def _start_pending(self) -> None:
+        consumer = await self._started()
+        for tp, progress in list(self._progress.items()):
+            if progress.low is None:
+                committed = await consumer.committed(tp)
+                log.info(
+                    "tracking %s:%d from committed offset %s", tp.topic, tp.partition, committed
                 )
-            log.info("tracking %s:%d from offset %d", tp.topic, tp.partition, start)
-            self._progress.setdefault(tp, PartitionProgress()).start_at(start)
+                progress.start_at(committed if committed is not None else 0)
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
@@ -131,6 +129,7 @@ class SkippedRecordSweeper:
         An offset with no record (a durable Tansu restart can leave some, see
         docs/durability.md) is not a lost record: it is noted, not forwarded.
         """
+        await self._start_pending()
         consumer = await self._started()
         forwarded = 0
         for tp, progress in list(self._progress.items()):
