@@ -106,16 +106,16 @@ class LocalDirectorySink:
             partial.unlink(missing_ok=True)
 
 
-_WRITER = f"{socket.gethostname()}-{os.getpid()}"
+_HOST = socket.gethostname()
+_WRITER = f"{_HOST}-{os.getpid()}"
 
 
 def _remove_leftovers_of_dead_writers(path: Path) -> None:
     """Partial copies of ``path`` left by a killed process on this host (none else touches
     them: a live writer's partial file is its own)."""
-    host = socket.gethostname()
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.part-*"):
         owner = leftover.name.rpartition(".part-")[2].rsplit("-", 2)
-        dead = len(owner) == 3 and owner[0] == host and owner[1].isdigit()
+        dead = len(owner) == 3 and owner[0] == _HOST and owner[1].isdigit()
         if dead and not _alive(int(owner[1])):
             leftover.unlink(missing_ok=True)
 

@@ -4,7 +4,7 @@ round again. Still needed: after a restart Faust sometimes resumes at a partitio
 
 faust-streaming 0.15 skipped records after a rebalance (it resumed stream partitions before
 seeking them to their committed offsets; ``docs/durability.md``); ``worker/engine.py`` fixes
-the order. This sweeper stays for engines we have not measured: it keeps, per partition, the
+the order. The sweeper keeps, per partition, the
 lowest offset not yet handled (from the committed offset at assignment) and the handled
 offsets above it, and every few seconds compares that with the group's committed offset. A
 record committed past but never handled is read again with a plain consumer and forwarded
