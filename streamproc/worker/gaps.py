@@ -1,6 +1,7 @@
 """A safety net: finds records an engine committed past without delivering, and sends them
-round again. Still needed: after a restart Faust sometimes resumes at a partition's log end
-(docs/durability.md, open).
+round again. Still needed for one known defect: a stream partition the group never committed
+keeps the position aiokafka's prefetch reached during recovery, because the seek after a
+rebalance skips it, and Faust drops what it had drained (docs/durability.md, section 4).
 
 faust-streaming 0.15 skipped records after a rebalance (it resumed stream partitions before
 seeking them to their committed offsets; ``docs/durability.md``); ``worker/engine.py`` fixes
