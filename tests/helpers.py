@@ -105,11 +105,6 @@ def signed(provider: str, body: bytes, key: bytes | None = None, ts: str | None 
     return PROVIDERS[provider].scheme.signed_headers(key or KEYS[provider], body, timestamp)
 
 
-# What the skipped-record safety net (streamproc/worker/gaps.py) logs when it forwards a
-# record the engine skipped; the restart and chaos tests require it never to appear.
-SWEEPER_WARNING = "were never handled"
-
-
 @dataclass
 class RunningWorker:
     process: subprocess.Popen[bytes]

@@ -36,7 +36,6 @@ from streamproc.replay import ReplayRange, replay
 from streamproc.settings import Settings
 
 from helpers import (
-    SWEEPER_WARNING,
     RunningWorker,
     messages,
     read_topic,
@@ -55,6 +54,7 @@ RECORDINGS = {
 SEED = int(os.environ.get("STREAMPROC_CHAOS_SEED", "0")) or random.randrange(1, 10**6)
 SENDERS = 32
 FAULT_RATE = 0.05
+SWEEPER_WARNING = "were never handled"
 
 
 def webhook(kind: str, index: int) -> bytes:
