@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from streamproc.settings import Settings, SettingsError
+from streamproc.logs import configure_logging
+from streamproc.settings import LOG_FORMATS, LOG_LEVELS, PREFIX, Settings, SettingsError
 
 
 def _settings_or_exit() -> Settings:
@@ -60,10 +61,10 @@ def _run_replay(args: argparse.Namespace) -> int:
             output_suffix=args.output_suffix,
             refetch=args.refetch,
         )
+        print_report(settings, result, dry_run=args.dry_run, show=args.show)
     except (ValueError, OSError) as exc:
         print(f"streamproc: replay failed: {exc}", file=sys.stderr)
         return 1
-    print_report(settings, result, dry_run=args.dry_run, show=args.show)
     return 0
 
 
@@ -135,7 +136,17 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamproc", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging, libraries included (STREAMPROC_LOG_LEVEL=DEBUG)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text (default) or json, one object per line (STREAMPROC_LOG_FORMAT)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run the whole pipeline locally, embedded parts included")
@@ -189,12 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Options win over the environment, and go into it so that child processes agree.
+    A bad value is left for the settings check to report; logging starts at the default."""
+    if args.verbose:
+        os.environ[PREFIX + "LOG_LEVEL"] = "DEBUG"
+    if args.log_format:
+        os.environ[PREFIX + "LOG_FORMAT"] = args.log_format
+    level = os.environ.get(PREFIX + "LOG_LEVEL", "INFO")
+    log_format = os.environ.get(PREFIX + "LOG_FORMAT", "text")
+    configure_logging(
+        level if level in LOG_LEVELS else "INFO",
+        log_format if log_format in LOG_FORMATS else "text",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(args)
     try:
         return int(args.run(args))
     except KeyboardInterrupt:

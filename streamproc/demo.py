@@ -22,6 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamproc.embedded_s3 import local_client
+from streamproc.progress import progress_bar
 from streamproc.providers import PROVIDERS
 
 STACK_FILE = Path(".streamproc/up.json")
@@ -141,6 +142,7 @@ def _key_for(provider: str, secret: str) -> bytes:
 async def _send_all(edge_url: str, secrets: dict[str, str], deliveries: list[Delivery]) -> Counter:
     outcomes: Counter[str] = Counter()
     limit = asyncio.Semaphore(16)
+    bar = progress_bar(len(deliveries), "sending webhooks", unit="req")
     async with httpx.AsyncClient(base_url=edge_url, timeout=30) as client:
 
         async def send(delivery: Delivery) -> None:
@@ -152,9 +154,11 @@ async def _send_all(edge_url: str, secrets: dict[str, str], deliveries: list[Del
                     f"/webhooks/{delivery.provider}", content=delivery.body, headers=headers
                 )
             outcomes[f"{response.status_code} {response.json().get('status', '')}".strip()] += 1
+            bar.update(1)
 
         for start in range(0, len(deliveries), 64):  # keep each recording's order mostly
             await asyncio.gather(*(send(d) for d in deliveries[start : start + 64]))
+    bar.close()
     return outcomes
 
 
@@ -190,13 +194,14 @@ async def run_demo(stack: dict[str, Any], recordings: int, wait_s: float) -> int
     )
     topics = stack["topics"]
     deadline = time.monotonic() + wait_s
+    bar = progress_bar(len(objects), "files downloaded by the worker", unit="file")
     while True:
         downloads = await _read_all(stack["kafka_bootstrap"], topics["downloads"])
-        done = len({m["event_id"] for m in downloads})
-        print(f"waiting for the worker: {done}/{len(objects)} files downloaded", file=sys.stderr)
-        if done >= len(objects) or time.monotonic() > deadline:
+        bar.update(len({m["event_id"] for m in downloads}) - bar.n)
+        if bar.n >= len(objects) or time.monotonic() > deadline:
             break
         await asyncio.sleep(2)
+    bar.close()
     return _report(stack, await _gather(stack), len(objects))
 
 

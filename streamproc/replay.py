@@ -13,18 +13,17 @@ The end of each partition is its log end when the replay starts, read from a fet
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from tqdm import tqdm
 
 from streamproc import derived
 from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
 from streamproc.kafka.offsets import log_ends
+from streamproc.progress import progress_bar
 from streamproc.settings import Settings
 from streamproc.worker.decode import Skipped, Unusable, decode_record
 from streamproc.worker.pipeline import header_dict
@@ -117,7 +116,7 @@ async def replay(
                 stop = min(stop, await _offset_at(consumer, tp, selection.to_time, ends[tp]))
             starts[tp], stops[tp] = start, stop
         total = sum(stops.values())
-        bar = tqdm(total=total, unit="rec", desc="replay", file=sys.stderr, disable=not progress)
+        bar = progress_bar(total, "replay", unit="rec", enabled=progress)
         for tp in tps:
             async for record in _records(consumer, tp, stops[tp]):
                 bar.update(1)

@@ -18,6 +18,7 @@ PREFIX = "STREAMPROC_"
 TABLE_STORES = ("memory://", "rocksdb://")
 GUARANTEES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 KEY_FIELDS = ("provider", "recording_id", "room", "filename")
 """Placeholders an object-key template may use."""
 T = TypeVar("T")
@@ -66,6 +67,7 @@ class Settings:
     commit_interval_s: float = 1.0
     processing_guarantee: str = "at_least_once"
     log_level: str = "INFO"
+    log_format: str = "text"
     # downloads
     fetch_concurrency: int = 8
     fetch_attempts: int = 5
@@ -114,6 +116,7 @@ class Settings:
                 "PROCESSING_GUARANTEE", defaults.processing_guarantee, GUARANTEES
             ),
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, LOG_LEVELS),
+            log_format=reader.choice("LOG_FORMAT", defaults.log_format, LOG_FORMATS),
             fetch_concurrency=reader.integer("FETCH_CONCURRENCY", 8, low=1, high=1024),
             fetch_attempts=reader.integer("FETCH_ATTEMPTS", 5, low=1, high=100),
             fetch_backoff_s=reader.number("FETCH_BACKOFF_S", 0.5, low=0.0, high=600.0),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import uvicorn
 
 from streamproc.edge.app import EdgeApp
+from streamproc.logs import logging_config
 from streamproc.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def serve_edge(settings: Settings) -> int:
@@ -17,8 +22,10 @@ def serve_edge(settings: Settings) -> int:
         lifespan="on",
         access_log=False,
         server_header=False,
-        log_level="info",
+        log_config=logging_config(settings.log_level, settings.log_format),
+        log_level=None,
     )
     server = uvicorn.Server(config)
+    log.info("edge serving http://%s:%d", settings.edge_host, settings.edge_port)
     server.run()
     return 0 if server.started else 1

@@ -189,9 +189,14 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
     async def serve_metrics(web: Any, request: Any) -> Any:
         return web.bytes(metrics.render(), content_type=metrics.content_type)
 
+    last_reported: dict[str, int] = {}
+
     @app.timer(PROGRESS_INTERVAL_S)
     async def report_progress() -> None:
-        if pipeline.counts:
+        """A line when something happened since the last one; an idle worker stays quiet."""
+        if pipeline.counts and pipeline.counts != last_reported:
+            last_reported.clear()
+            last_reported.update(pipeline.counts)
             summary = ", ".join(
                 f"{name}={count}" for name, count in sorted(pipeline.counts.items())
             )

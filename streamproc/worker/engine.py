@@ -41,7 +41,13 @@ from streamproc.kafka.offsets import read_log_ends
 log = logging.getLogger(__name__)
 
 
+FAUST_LOGGER = logging.getLogger("faust.streamproc")
+"""Faust's own progress lines from the services below stay with Faust's (quiet by default)."""
+
+
 class StreamprocRecovery(Recovery):
+    logger = FAUST_LOGGER
+
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """Faust's, with the stream partitions sought before they are resumed (3. above)."""
         consumer = self.app.consumer
@@ -75,6 +81,7 @@ class StreamprocRecovery(Recovery):
             self.tables.on_standbys_ready()
         self.app.on_rebalance_end()
         self.log.info("Worker ready")
+        log.info("worker ready: %d partitions assigned", len(assignment))
 
     async def _build_highwaters(
         self, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
@@ -128,6 +135,8 @@ def _bootstrap(app: Any) -> str:
 
 
 class StreamprocTableManager(TableManager):
+    logger = FAUST_LOGGER
+
     @property
     def recovery(self) -> Recovery:
         if self._recovery is None:
@@ -137,6 +146,8 @@ class StreamprocTableManager(TableManager):
 
 class App(faust.App):
     """A Faust app whose tables recover through ``StreamprocRecovery``."""
+
+    logger = FAUST_LOGGER
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, TableManager=StreamprocTableManager, **kwargs)

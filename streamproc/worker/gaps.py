@@ -116,7 +116,7 @@ class SkippedRecordSweeper:
         for tp, progress in list(self._progress.items()):
             if progress.low is None:
                 committed = await consumer.committed(tp)
-                log.info(
+                log.debug(
                     "tracking %s:%d from committed offset %s", tp.topic, tp.partition, committed
                 )
                 progress.start_at(committed if committed is not None else 0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
+from streamproc.logs import logging_config
 from streamproc.settings import Settings
 from streamproc.worker.topics import prepare_topics
 
@@ -37,6 +38,11 @@ def serve_worker(settings: Settings) -> int:
             time.sleep(1.0)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = build_app(settings, partitions)
-    worker = faust.Worker(app, loglevel=settings.log_level)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level, settings.log_format),
+        quiet=settings.log_level != "DEBUG",
+    )
     worker.execute_from_commandline()
     return 0

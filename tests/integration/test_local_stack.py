@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from streamproc.logs import LIBRARIES
 from streamproc.processes import free_port
 
 pytestmark = pytest.mark.integration
@@ -73,6 +74,11 @@ def test_up_with_demo_reports_and_stops_cleanly_on_sigint(tmp_path):
         assert "recordings.state: 200 recordings; failed=1, finished=199" in output
         assert "recordings.downloads: 200 files" in output
         assert "recordings.dlq: 0 dead letters" in output
+        library_info = re.findall(rf"^\S+ \S+ INFO ({'|'.join(LIBRARIES)})\b.*$", output, re.M)
+        assert library_info == [], library_info[:5]
+        before_report = output.split("== demo report ==")[0].splitlines()
+        progress = ("sending webhooks:", "files downloaded by the worker:")
+        assert len([line for line in before_report if not line.startswith(progress)]) < 40
         descendants = children_of(up.pid)
         assert len(descendants) >= 3  # broker, S3 server, edge, worker
         up.send_signal(signal.SIGINT)

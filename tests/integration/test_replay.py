@@ -170,4 +170,47 @@ def test_replay_command_prints_the_dry_run_report(log):
     assert result.returncode == 0, result.stderr
     assert "replayed 12 records: 3 folded into outputs" in result.stdout
     assert "would change status" in result.stdout
-    assert "replay" in result.stderr  # the progress bar
+    # Only its answer: the progress lines on stderr, no library's log lines.
+    assert result.stderr.splitlines(), "no progress shown"
+    assert all(line.startswith("replay: ") for line in result.stderr.splitlines()), result.stderr
+
+
+def test_replay_logs_json_lines_when_asked(log):
+    settings = log["settings"]
+    env = {
+        **os.environ,
+        "STREAMPROC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "STREAMPROC_RAW_TOPIC": settings.raw_topic,
+        "STREAMPROC_STATE_TOPIC": settings.state_topic,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "streamproc", "-v", "--log-format", "json", "replay", "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    records = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(record["logger"].startswith("aiokafka") for record in records)  # -v: libraries too
+    assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+
+
+def test_replay_names_a_missing_state_topic_without_a_traceback(log):
+    settings = log["settings"]
+    env = {
+        **os.environ,
+        "STREAMPROC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "STREAMPROC_RAW_TOPIC": settings.raw_topic,
+        "STREAMPROC_STATE_TOPIC": f"missing-{uuid.uuid4().hex[:6]}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "streamproc", "replay", "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "replay failed: topic 'missing-" in result.stderr

@@ -1,0 +1,69 @@
+"""Logging is quiet by default, complete at DEBUG, and JSON on request; progress suits its sink."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import orjson
+import pytest
+
+from streamproc.logs import LIBRARIES, configure_logging, logging_config
+from streamproc.progress import PlainProgress, progress_bar
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    yield
+    configure_logging("WARNING")
+
+
+def test_libraries_are_quiet_unless_debug():
+    configure_logging("INFO")
+    assert logging.getLogger("streamproc.worker").getEffectiveLevel() == logging.INFO
+    for name in LIBRARIES:
+        assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING, name
+    assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.INFO)
+    configure_logging("DEBUG")
+    assert logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
+
+
+def test_json_lines_carry_level_logger_and_message(capsys):
+    configure_logging("INFO", "json")
+    logging.getLogger("streamproc.test").info("folded %d records", 3)
+    logging.getLogger("aiokafka").info("a library line that stays out")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    record = orjson.loads(lines[0])
+    assert (record["level"], record["logger"], record["message"]) == (
+        "INFO",
+        "streamproc.test",
+        "folded 3 records",
+    )
+    assert "time" in record
+
+
+def test_an_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="text, json"):
+        logging_config("INFO", "xml")
+
+
+def test_plain_progress_prints_lines_not_carriage_returns():
+    sink = io.StringIO()
+    bar = progress_bar(10, "replay", unit="rec", file=sink, interval_s=0)
+    assert isinstance(bar, PlainProgress)
+    for _ in range(10):
+        bar.update(1)
+    bar.close()
+    lines = sink.getvalue().splitlines()
+    assert "\r" not in sink.getvalue()
+    assert lines[0].startswith("replay: 1/10 rec (")
+    assert lines[-1].startswith("replay: 10/10 rec (")
+
+
+def test_a_disabled_bar_prints_nothing():
+    sink = io.StringIO()
+    bar = progress_bar(5, "replay", enabled=False, file=sink)
+    bar.update(5)
+    bar.close()
+    assert sink.getvalue() == ""
