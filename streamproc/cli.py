@@ -1,4 +1,5 @@
-"""``streamproc`` command line: ``up``, ``edge``, ``worker``, ``replay``, ``broker``."""
+"""``streamproc`` command line: ``up``, ``demo``, ``edge``, ``worker``, ``topics``, ``lag``,
+``status``, ``replay``, ``broker``."""
 
 from __future__ import annotations
 
@@ -108,6 +109,47 @@ def _run_lag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_status(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    import asyncio
+    import dataclasses
+    import time
+
+    import orjson
+    from aiokafka.errors import KafkaError
+
+    from streamproc.demo import STACK_FILE
+    from streamproc.status import gather_status, render
+
+    edge_url = f"http://{settings.edge_host}:{settings.edge_port}"
+    if PREFIX + "KAFKA_BOOTSTRAP" not in os.environ and STACK_FILE.is_file():
+        stack = orjson.loads(STACK_FILE.read_bytes())  # a `streamproc up` in this directory
+        settings = dataclasses.replace(settings, kafka_bootstrap=stack["kafka_bootstrap"])
+        edge_url = stack["edge_url"]
+    edge_url = args.edge_url or f"{edge_url}/readyz"
+    worker_url = args.worker_url or f"http://127.0.0.1:{settings.worker_web_port}/metrics"
+    redraw = args.watch and sys.stdout.isatty()
+    while True:
+        try:
+            status = asyncio.run(gather_status(settings, edge_url, worker_url))
+        except (KafkaError, OSError) as exc:
+            print(
+                f"streamproc: cannot read Kafka at {settings.kafka_bootstrap}: {exc!r}",
+                file=sys.stderr,
+            )
+            return 1
+        text = status.as_json().decode() if args.json else render(status)
+        print(("\x1b[H\x1b[J" if redraw else "") + text, flush=True)
+        if not args.watch:
+            return 0
+        try:
+            time.sleep(args.interval)
+        except KeyboardInterrupt:
+            return 0
+        if not redraw:
+            print()
+
+
 def _run_broker(args: argparse.Namespace) -> int:
     from streamproc.broker import BrokerError, EmbeddedBroker, wait_forever
 
@@ -173,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     lag = commands.add_parser("lag", help="how far a worker group is behind the raw topic")
     lag.add_argument("--app-id", help="the group to look at (default: STREAMPROC_APP_ID)")
     lag.set_defaults(run=_run_lag)
+
+    status = commands.add_parser(
+        "status", help="topics, worker lag, recordings, downloads, dead letters and health"
+    )
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    status.add_argument("--json", action="store_true", help="one JSON document (for scripts)")
+    status.add_argument("--edge-url", help="the edge's readiness URL (default: from settings)")
+    status.add_argument("--worker-url", help="the worker's metrics URL (default: from settings)")
+    status.set_defaults(run=_run_status)
 
     replay = commands.add_parser(
         "replay", help="derive state and lifecycle again from the raw log (backfill)"

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from streamproc.logs import LIBRARIES
@@ -79,6 +80,18 @@ def test_up_with_demo_reports_and_stops_cleanly_on_sigint(tmp_path):
         before_report = output.split("== demo report ==")[0].splitlines()
         progress = ("sending webhooks:", "files downloaded by the worker:")
         assert len([line for line in before_report if not line.startswith(progress)]) < 40
+        status = subprocess.run(
+            [sys.executable, "-m", "streamproc", "status", "--json"],
+            cwd=tmp_path,  # finds the running `up` through its stack file
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stderr
+        report = orjson.loads(status.stdout)
+        assert report["recordings"] == {"failed": 1, "finished": 199}
+        assert (report["downloads"], report["dead_letters"]) == (200, 0)
+        assert (report["edge"], report["worker"]) == ("up", "up")
         descendants = children_of(up.pid)
         assert len(descendants) >= 3  # broker, S3 server, edge, worker
         up.send_signal(signal.SIGINT)
