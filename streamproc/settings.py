@@ -62,6 +62,7 @@ class Settings:
     fetch_topic: str = "recordings.fetch-requests"
     table_store: str = "memory://"
     data_dir: str = ".streamproc/worker"
+    worker_web_host: str = "127.0.0.1"
     worker_web_port: int = 6066
     session_timeout_s: float = 30.0
     commit_interval_s: float = 1.0
@@ -109,6 +110,7 @@ class Settings:
             fetch_topic=reader.text("FETCH_TOPIC", defaults.fetch_topic),
             table_store=reader.choice("TABLE_STORE", defaults.table_store, TABLE_STORES),
             data_dir=reader.text("DATA_DIR", defaults.data_dir),
+            worker_web_host=reader.text("WORKER_WEB_HOST", defaults.worker_web_host),
             worker_web_port=reader.integer("WORKER_WEB_PORT", 6066, low=0, high=65535),
             session_timeout_s=reader.number("SESSION_TIMEOUT_S", 30.0, low=1.0, high=3600.0),
             commit_interval_s=reader.number("COMMIT_INTERVAL_S", 1.0, low=0.05, high=600.0),

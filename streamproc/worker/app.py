@@ -57,6 +57,16 @@ class ProducerSender:
         return await self.app.producer.send(self.topic, key, value, None, None, headers)
 
 
+def consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
+    """Log end minus committed offset for each partition Faust has both figures for."""
+    monitor = app.monitor
+    ends, committed = monitor.tp_end_offsets, monitor.tp_committed_offsets
+    return {
+        (tp.topic, tp.partition): max(ends[tp] - committed[tp], 0)
+        for tp in ends.keys() & committed.keys()
+    }
+
+
 def build_app(settings: Settings, partitions: int) -> faust.App:
     """A Faust app whose topics and table all have ``partitions`` partitions (the raw topic's)."""
     brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")]
@@ -74,7 +84,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        web_host="127.0.0.1",
+        web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
         key_serializer="raw",
         value_serializer="raw",
@@ -182,6 +192,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         WorkerCollector(
             pipeline.counts,
             records_swept=lambda: sweeper.forwarded,
+            consumer_lag=lambda: consumer_lag(app),
         )
     )
 

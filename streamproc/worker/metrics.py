@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -19,11 +19,13 @@ class WorkerCollector(Collector):
         self,
         pipeline_counts: Mapping[str, int],
         records_swept: Callable[[], int],
+        consumer_lag: Callable[[], Mapping[tuple[str, int], int]] = dict,
     ) -> None:
         self.pipeline_counts = pipeline_counts
         self.records_swept = records_swept
+        self.consumer_lag = consumer_lag
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         events = CounterMetricFamily(
             "streamproc_worker_events",
             "What the worker did with each record: folded, duplicates, redelivered, "
@@ -39,6 +41,15 @@ class WorkerCollector(Collector):
             "again by the safety net (worker/gaps.py). Stays 0 unless Faust drops a record.",
             value=self.records_swept(),
         )
+        lag = GaugeMetricFamily(
+            "streamproc_worker_consumer_lag",
+            "Records between the group's committed offset and the log end, per partition this "
+            "worker owns (the end as the last fetch response reported it).",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), records in sorted(self.consumer_lag().items()):
+            lag.add_metric([topic, str(partition)], records)
+        yield lag
 
 
 class WorkerMetrics:

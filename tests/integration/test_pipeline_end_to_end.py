@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -19,9 +21,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streamproc import schemas
-from streamproc.processes import stop_process
+from streamproc.processes import free_port, stop_process
 
 from helpers import (
+    REPO,
     example,
     messages,
     read_topic,
@@ -217,3 +220,106 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
     ]:
         for message in messages(await read_topic(bootstrap, env[f"STREAMPROC_{topic}_TOPIC"])):
             assert schemas.first_error(f"derived/{schema}.json", message) is None, message
+
+
+@pytest.fixture
+def prometheus_api(stack, tmp_path):
+    """Debian's ``prometheus`` scraping this module's edge and worker every second, with
+    deploy/prometheus/alerts.yml loaded; its HTTP API's base URL."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus not installed (Debian package `prometheus`; .ci/run installs it)")
+    port = free_port()
+    worker_port = stack["worker"].env["STREAMPROC_WORKER_WEB_PORT"]
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(REPO / "deploy" / "prometheus" / "alerts.yml")],
+        "scrape_configs": [
+            {
+                "job_name": "streamproc-edge",
+                "static_configs": [{"targets": [stack["edge"].url.removeprefix("http://")]}],
+            },
+            {
+                "job_name": "streamproc-worker",
+                "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}],
+            },
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_bytes(orjson.dumps(config))  # JSON is YAML
+    with (tmp_path / "prometheus.log").open("wb") as log:
+        server = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}/api/v1"
+    finally:
+        stop_process(server)
+
+
+async def _eventually(check, timeout_s: float = 60):
+    """``check()`` until it answers something true, or its last answer at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = await check()
+        if answer or time.monotonic() > deadline:
+            return answer
+        await asyncio.sleep(0.5)
+
+
+async def test_a_real_prometheus_scrapes_both_and_fires_the_fetch_alert(stack, prometheus_api):
+    """A recording whose file is missing shows in the scraped counters and fires the alerts."""
+    async with httpx.AsyncClient(timeout=5) as client:
+
+        async def query(expr: str) -> float | None:
+            try:
+                answer = (
+                    await client.get(f"{prometheus_api}/query", params={"query": expr})
+                ).json()
+            except (httpx.HTTPError, ValueError):  # not up, or still starting (not JSON yet)
+                return None
+            result = answer.get("data", {}).get("result", [])
+            return float(result[0]["value"][1]) if result else None
+
+        async def firing() -> set[str]:
+            alerts = (await client.get(f"{prometheus_api}/alerts")).json()["data"]["alerts"]
+            return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+
+        async def value_when(expr: str, wanted) -> float | None:
+            async def check():
+                value = await query(expr)
+                return value if value is not None and wanted(value) else None
+
+            return await _eventually(check)
+
+        assert await value_when('sum(up{job=~"streamproc-.*"})', lambda v: v == 2) == 2
+        published = 'sum(streamproc_edge_requests_total{outcome="published"})'
+        before = await value_when(published, lambda v: True)
+        assert before is not None, "the edge's counter was never scraped"
+        missing = _with(
+            example("daily", "recording.ready-to-download"),
+            id="rtd-missing-for-prometheus",
+            payload__recording_id="rec-prometheus",
+            payload__s3_key="not-there.mp4",
+        )
+        await _post(stack["edge"], "daily", missing)
+        assert await value_when(published, lambda v: v == before + 1) == before + 1
+        rate = "sum(rate(streamproc_edge_requests_total[10s]))"
+        assert await value_when(rate, lambda v: v > 0)
+        fetch_failed = 'sum(streamproc_worker_events_total{outcome="dead_lettered.fetch"})'
+        # the first test's missing file, and this one
+        assert await value_when(fetch_failed, lambda v: v >= 2)
+
+        async def fetch_alert_firing() -> set[str]:
+            names = await firing()
+            return names if "StreamprocFetchFailures" in names else set()
+
+        names = await _eventually(fetch_alert_firing, timeout_s=30)
+        assert {"StreamprocFetchFailures", "StreamprocDeadLettersGrowing"} <= names, names
+        assert "StreamprocEdgeErrors" not in names
