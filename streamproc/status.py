@@ -156,4 +156,4 @@ def render(status: PipelineStatus) -> str:
     for m in status.newest_dead_letters:
         lines.append(f"    {m['dead_lettered_at']}  {m['stage']}: {m['reason']}")
     lines += [f"  edge            : {status.edge}", f"  worker          : {status.worker}"]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
