@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -13,6 +14,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+LINGER_BYTES = 16 * 1024 * 1024
+"""An oversized body up to this size is read (and dropped) before the 413 goes out."""
+LINGER_S = 5.0
 
 
 class ClientDisconnected(Exception):
@@ -25,10 +29,20 @@ def header_map(scope: Scope) -> dict[bytes, bytes]:
 
 
 async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The whole body, refusing early (by Content-Length) or mid-stream once over ``limit``."""
+    """The whole body, refusing (``BodyTooLarge``) once it is over ``limit``.
+
+    Before refusing, an oversized body is read and discarded up to ``LINGER_BYTES`` or
+    ``LINGER_S`` (a lingering close, as nginx does): a client that writes its whole body
+    before reading (Python's urllib) then reads the 413 instead of a connection reset.
+    """
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"body of {int(declared)} bytes is over the limit of {limit} bytes")
+        too_large = BodyTooLarge(
+            f"body of {int(declared)} bytes is over the limit of {limit} bytes"
+        )
+        if int(declared) <= LINGER_BYTES:
+            await _discard_rest(receive, 0)
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -38,10 +52,27 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body", False):
+                await _discard_rest(receive, size)
             raise BodyTooLarge(f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _discard_rest(receive: Receive, already: int) -> None:
+    """Read and drop the rest of a body, within the lingering bounds; never raises."""
+    try:
+        async with asyncio.timeout(LINGER_S):
+            while already <= LINGER_BYTES:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                already += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
 
 
 async def send_bytes(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import httpx
 import orjson
@@ -186,3 +190,32 @@ async def test_health_readiness_and_metrics(edge):
         metrics = (await client.get("/metrics")).text
     assert 'streamproc_edge_requests_total{outcome="published",provider="openvidu"}' in metrics
     assert "streamproc_edge_publish_seconds_bucket" in metrics
+
+
+@pytest.mark.parametrize("client", ["urllib", "httpx", "curl"])
+def test_an_oversized_body_gets_413_json_whatever_the_client(edge, client):
+    """An 8 MiB signed POST: the edge reads and drops the rest of the body before answering
+    (a lingering close), so a client that writes everything before it reads (urllib) gets
+    the 413 too, not a connection reset."""
+    body = b'{"pad": "' + b"x" * (8 * 1024 * 1024) + b'"}'
+    headers = {**signed("daily", body), "content-type": "application/json"}
+    url = f"{edge.url}/webhooks/daily"
+    if client == "urllib":
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        status, answer = refused.value.code, refused.value.read()
+    elif client == "httpx":
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+        status, answer = response.status_code, response.content
+    else:
+        if shutil.which("curl") is None:
+            pytest.skip("curl is not installed")
+        command = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--data-binary", "@-", url]
+        for name, value in headers.items():
+            command += ["-H", f"{name}: {value}"]
+        done = subprocess.run(command, input=body, capture_output=True, timeout=30)
+        answer, _, code = done.stdout.rpartition(b"\n")
+        status = int(code)
+    assert status == 413
+    assert orjson.loads(answer)["error"] == "body_too_large"
