@@ -50,6 +50,8 @@ class Settings:
     timestamp_tolerance_s: float = 300.0
     max_body_bytes: int = 1024 * 1024
     publish_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     retry_after_s: int = 5
     dedupe_window_s: float = 600.0
     dedupe_max_entries: int = 100_000
@@ -99,6 +101,8 @@ class Settings:
             timestamp_tolerance_s=reader.number("TIMESTAMP_TOLERANCE_S", 300.0, low=1.0),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", defaults.max_body_bytes, low=64),
             publish_timeout_s=reader.number("PUBLISH_TIMEOUT_S", 5.0, low=0.1, high=300.0),
+            header_timeout_s=reader.number("HEADER_TIMEOUT_S", 10.0, low=0.1, high=3600.0),
+            body_timeout_s=reader.number("BODY_TIMEOUT_S", 30.0, low=0.1, high=3600.0),
             retry_after_s=reader.integer("RETRY_AFTER_S", 5, low=1, high=3600),
             dedupe_window_s=reader.number("DEDUPE_WINDOW_S", 600.0, low=0.0),
             dedupe_max_entries=reader.integer("DEDUPE_MAX_ENTRIES", 100_000, low=0),

@@ -6,6 +6,7 @@ after Kafka acknowledged. ``GET /healthz``, ``/readyz``, ``/metrics`` for operat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from streamproc.edge.errors import (
     EdgeError,
     MethodNotAllowed,
     NotFound,
+    RequestTimeout,
     UnknownProvider,
     UnsupportedMediaType,
 )
@@ -142,7 +144,13 @@ class EdgeApp:
         if not _is_json(headers.get(b"content-type")):
             given = headers.get(b"content-type", b"none").decode("latin-1")
             raise UnsupportedMediaType(f"content type {given!r} is not application/json")
-        body = await read_body(receive, headers, self.settings.max_body_bytes)
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_s):
+                body = await read_body(receive, headers, self.settings.max_body_bytes)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the body did not arrive within {self.settings.body_timeout_s:g} s"
+            ) from None
         secrets = self.settings.secrets_for(provider.name)
         received_at = time.time()
         result = provider.accept(

@@ -33,6 +33,13 @@ class BodyTooLarge(EdgeError):
     code = "body_too_large"
 
 
+class RequestTimeout(EdgeError):
+    """The body did not arrive within ``STREAMPROC_BODY_TIMEOUT_S``."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class UnsupportedMediaType(EdgeError):
     status = 415
     code = "unsupported_media_type"

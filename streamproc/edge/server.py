@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import uvicorn
 
 from streamproc.edge.app import EdgeApp
+from streamproc.edge.protocol import HeadDeadlineProtocol
 from streamproc.logs import logging_config
 from streamproc.settings import Settings
 
@@ -20,6 +22,7 @@ def serve_edge(settings: Settings) -> int:
         host=settings.edge_host,
         port=settings.edge_port,
         lifespan="on",
+        http=partial(HeadDeadlineProtocol, header_timeout_s=settings.header_timeout_s),
         access_log=False,
         server_header=False,
         log_config=logging_config(settings.log_level, settings.log_format),
