@@ -28,6 +28,8 @@ TIMEOUT_RESPONSE = (
 
 
 class HeadDeadlineProtocol(HttpToolsProtocol):
+    """Also answers a request it cannot parse in the edge's one error shape (JSON)."""
+
     def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout_s = header_timeout_s
@@ -55,6 +57,15 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        body = orjson.dumps({"error": "malformed_request", "message": msg})
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+            + body
+        )
+        self.transport.close()
 
     def _arm(self) -> None:
         self._disarm()
