@@ -128,6 +128,17 @@ def download_message(
     }
 
 
+DEAD_LETTER_VALUE_LIMIT = 512 * 1024
+"""Larger values are left out of a dead letter (which must stay under Kafka's default 1 MB
+message limit, base64 and all); ``source`` says where the exact bytes are in the log."""
+
+
+def _value_base64(value: bytes | None) -> str | None:
+    if value is None or len(value) > DEAD_LETTER_VALUE_LIMIT:
+        return None
+    return base64.b64encode(value).decode()
+
+
 def dead_letter_message(
     *,
     stage: str,
@@ -138,7 +149,8 @@ def dead_letter_message(
     headers: Iterable[tuple[str, bytes]] = (),
     recording_id: str | None = None,
 ) -> dict[str, Any]:
-    """The original bytes (base64, exact), why they were unusable, and where they came from."""
+    """The original bytes (base64, exact; left out over ``DEAD_LETTER_VALUE_LIMIT``), why they
+    were unusable, and where they came from."""
     return {
         "version": DEAD_LETTER_VERSION,
         "event_id": stable_id(
@@ -149,7 +161,8 @@ def dead_letter_message(
         "recording_id": recording_id,
         "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
         "key_base64": None if key is None else base64.b64encode(key).decode(),
-        "value_base64": None if value is None else base64.b64encode(value).decode(),
+        "value_base64": _value_base64(value),
+        "value_size": None if value is None else len(value),
         "headers": {name: base64.b64encode(data).decode() for name, data in headers},
         "dead_lettered_at": time.time(),
     }

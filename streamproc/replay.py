@@ -165,7 +165,7 @@ def _apply(
     fold_fn: FoldFunction,
 ) -> None:
     result.counts["records"] += 1
-    decoded = decode_record(record.value, header_dict(record.headers))
+    decoded = decode_record(record.value, header_dict(record.headers), settings.max_body_bytes)
     if isinstance(decoded, Unusable | Skipped):
         result.counts["unusable" if isinstance(decoded, Unusable) else "skipped"] += 1
         return

@@ -110,6 +110,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         downloads=sender(settings.downloads_topic),
         dead_letters=sender(settings.dlq_topic),
         rekeyed=sender(rekeyed_topic(settings)),
+        max_event_bytes=settings.max_body_bytes,
     )
 
     async def forward_raw(record: Any) -> None:

@@ -39,11 +39,17 @@ def _sniff_provider(document: Any) -> Provider | None:
     return None
 
 
+MAX_EVENT_BYTES = 1024 * 1024
+"""The edge's default body limit (``STREAMPROC_MAX_BODY_BYTES``): no provider event is larger."""
+
+
 def decode_record(
-    value: bytes | None, headers: Mapping[str, bytes]
+    value: bytes | None, headers: Mapping[str, bytes], max_bytes: int = MAX_EVENT_BYTES
 ) -> RecordingEvent | Skipped | Unusable:
     if not value:
         return Unusable("empty value (no event bytes)")
+    if len(value) > max_bytes:
+        return Unusable(f"value of {len(value)} bytes is over the {max_bytes}-byte event limit")
     try:
         document = parse_json(value)
     except InvalidEvent as exc:

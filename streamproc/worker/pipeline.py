@@ -32,7 +32,7 @@ from streamproc import derived
 from streamproc.fetch.errors import FetchError
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.fold import RecordingState, SourcePosition, fold
-from streamproc.worker.decode import Skipped, Unusable, decode_record
+from streamproc.worker.decode import MAX_EVENT_BYTES, Skipped, Unusable, decode_record
 
 log = logging.getLogger(__name__)
 SOURCE_HEADERS = ("source-topic", "source-partition", "source-offset")
@@ -64,7 +64,9 @@ class Pipeline:
         downloads: Sender,
         dead_letters: Sender,
         rekeyed: Sender,
+        max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
+        self.max_event_bytes = max_event_bytes
         self.table = table
         self.state = state
         self.lifecycle = lifecycle
@@ -128,7 +130,7 @@ class Pipeline:
             if rekeyed
             else SourcePosition(topic, partition, offset)
         )
-        decoded = decode_record(value, headers)
+        decoded = decode_record(value, headers, self.max_event_bytes)
         if isinstance(decoded, Unusable):
             await self.dead_letter("decode", decoded.reason, source, key, value, headers)
             return

@@ -7,6 +7,7 @@ moto's S3 server; the derived topics are read back with a plain aiokafka consume
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import shutil
 import subprocess
@@ -42,6 +43,8 @@ DAILY_TRACKS = [
     "api-test-1j8fizhzd30c/raw-tracks-room/1692124900000-cam-audio.webm",
 ]
 OPENVIDU_KEY = "room-123/room-123--XX445.mp4"
+HUGE = b'{"type": "recording.started", "padding": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+"""A 5 MiB record another producer wrote: too big for any event, still dead-lettered whole."""
 
 
 def _with(document: bytes, **changes) -> bytes:
@@ -136,13 +139,23 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         await _post(edge, provider, body)
     # An internal producer writes straight to the raw topic: garbage, a wrong shape, and a
     # valid event keyed by something else than its recording id.
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=2 * len(HUGE)
+    )
     await producer.start()
     try:
         raw_topic = env["STREAMPROC_RAW_TOPIC"]
         await producer.send_and_wait(raw_topic, b"\x00\xffnot json", key=b"junk")
         wrong_shape = b'{"type": "recording.started", "id": "s", "payload": {}}'
         await producer.send_and_wait(raw_topic, wrong_shape, key=b"shape")
+        no_recording = orjson.loads(daily_started)
+        del no_recording["payload"]["recording_id"]
+        await producer.send_and_wait(raw_topic, orjson.dumps(no_recording), key=b"no-id")
+        lying = [("provider", b"daily")]  # an OpenVidu body under a Daily header
+        await producer.send_and_wait(raw_topic, ov_started, key=b"lying", headers=lying)
+        await producer.send_and_wait(raw_topic, None, key=b"tombstone")
+        await producer.send_and_wait(raw_topic, HUGE, key=b"huge")
+        # Still folded after all of that: a poison record never stalls its partition.
         mis_keyed = _with(daily_started, id="mis-keyed-1", payload__recording_id="rec-mis-keyed")
         await producer.send_and_wait(raw_topic, mis_keyed, key=b"wrong-key")
     finally:
@@ -200,16 +213,27 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         assert message["sha256"] == hashlib.sha256(original).hexdigest()
         assert message["size"] == len(original)
 
-    dead = await _wait_for(bootstrap, env["STREAMPROC_DLQ_TOPIC"], lambda found: len(found) >= 3)
+    dead = await _wait_for(bootstrap, env["STREAMPROC_DLQ_TOPIC"], lambda found: len(found) >= 7)
     [fetch_failure] = [m for m in dead if m["stage"] == "fetch"]
     assert fetch_failure["recording_id"] == "rec-no-file"
     assert "404" in fetch_failure["reason"]
     assert fetch_failure["source"]["topic"] == env["STREAMPROC_FETCH_TOPIC"]
-    reasons = {m["key_base64"]: m for m in dead if m["stage"] == "decode"}
-    assert set(reasons) == {"anVuaw==", "c2hhcGU="}  # base64 of junk, shape
-    assert "not valid JSON" in reasons["anVuaw=="]["reason"]
-    assert "schema" in reasons["c2hhcGU="]["reason"]
-    assert reasons["anVuaw=="]["source"]["topic"] == env["STREAMPROC_RAW_TOPIC"]
+    reasons = {base64.b64decode(m["key_base64"]): m for m in dead if m["stage"] == "decode"}
+    assert set(reasons) == {b"junk", b"shape", b"no-id", b"lying", b"tombstone", b"huge"}
+    assert "not valid JSON" in reasons[b"junk"]["reason"]
+    assert "schema" in reasons[b"shape"]["reason"]
+    assert "recording_id" in reasons[b"no-id"]["reason"]
+    assert "daily" in reasons[b"lying"]["reason"]
+    assert "empty value" in reasons[b"tombstone"]["reason"]
+    assert reasons[b"junk"]["source"]["topic"] == env["STREAMPROC_RAW_TOPIC"]
+    # The exact bytes, to replay once the cause is fixed.
+    assert base64.b64decode(reasons[b"junk"]["value_base64"]) == b"\x00\xffnot json"
+    assert base64.b64decode(reasons[b"lying"]["value_base64"]) == ov_started
+    huge = reasons[b"huge"]
+    assert "event limit" in huge["reason"]
+    assert (huge["value_base64"], huge["value_size"]) == (None, len(HUGE))  # left out...
+    [stored] = [r for r in await read_topic(bootstrap, raw_topic) if r.key == b"huge"]
+    assert stored.offset == huge["source"]["offset"] and stored.value == HUGE  # ...not lost
 
     for topic, schema in [
         ("STATE", "state"),

@@ -36,3 +36,21 @@ def test_events_about_no_recording_are_skipped_not_dead_lettered():
     assert decode_record(body, {"provider": b"openvidu"}) == Skipped(
         "openvidu", "participantJoined"
     )
+
+
+def test_a_value_over_the_event_limit_is_unusable_before_it_is_parsed():
+    decoded = decode_record(b"[" * 2000, {"provider": b"daily"}, max_bytes=1000)
+    assert decoded == Unusable("value of 2000 bytes is over the 1000-byte event limit")
+
+
+def test_a_dead_letter_leaves_out_a_value_too_big_to_carry_but_says_its_size():
+    from streamproc.derived import DEAD_LETTER_VALUE_LIMIT, dead_letter_message
+    from streamproc.fold import SourcePosition
+
+    source = SourcePosition("recordings.raw", 1, 3)
+    small = dead_letter_message(stage="decode", reason="r", source=source, key=b"k", value=b"v")
+    assert (small["value_base64"], small["value_size"]) == ("dg==", 1)
+    big = b"x" * (DEAD_LETTER_VALUE_LIMIT + 1)
+    large = dead_letter_message(stage="decode", reason="r", source=source, key=b"k", value=big)
+    assert (large["value_base64"], large["value_size"]) == (None, len(big))
+    assert large["source"] == {"topic": "recordings.raw", "partition": 1, "offset": 3}
