@@ -151,6 +151,15 @@ def start_worker(env: dict[str, str], log_path: Path) -> RunningWorker:
     return RunningWorker(process, env, log_path)
 
 
+SWEEPER_WARNING = "were never handled"
+
+
+def logs_with_swept_records(folder: Path) -> list[str]:
+    """Worker logs in which the skipped-record sweeper forwarded something: the engine
+    committed past records it never handled (``streamproc.worker.gaps``)."""
+    return [p.name for p in sorted(folder.glob("worker-*.log")) if SWEEPER_WARNING in p.read_text()]
+
+
 def s3_client(endpoint: str):
     import boto3
 

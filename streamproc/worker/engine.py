@@ -20,6 +20,15 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    them again: records never processed, yet committed. faust-streaming #216 was this race
    for apps without tables, fixed there (#217) by seeking first; here the table path seeks
    first too (``tests/integration/test_faust_facts.py`` shows the jump with a plain app).
+4. ``Consumer.seek_to_committed``: Faust rewinds every stream partition after a rebalance
+   with aiokafka's ``seek_to_committed``, which moves only partitions committed above 0. A
+   ``getmany`` that was waiting when the group rebalanced drains records of the partitions it
+   asked for as soon as the new assignment is set, and Faust drops them (its flow is stopped
+   or the generation changed) expecting that seek to bring them back. On a partition the
+   group never committed, nothing did: a restarted worker began the fetch topic where that
+   drain ended and skipped every fetch request its killed predecessor had not committed
+   (``docs/durability.md``, section 4). Here such a partition goes back to offset 0, which
+   on real Kafka resets to the log start if retention removed it (``auto_offset_reset``).
 """
 
 from __future__ import annotations
@@ -30,10 +39,11 @@ from collections import Counter
 from typing import Any
 
 import faust
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streamproc.kafka.offsets import read_log_ends
@@ -130,6 +140,30 @@ class StreamprocRecovery(Recovery):
                 self.standby_offsets[tp] = -1
 
 
+class StreamprocConsumer(faust_aiokafka.Consumer):
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        """aiokafka's, with never-committed stream partitions sent to offset 0 (4. above)."""
+        thread = self._thread
+        changelogs = set(self.app.tables.changelog_topics)
+        return await thread.call_thread(
+            _seek_to_committed_or_start, thread._ensure_consumer(), changelogs
+        )
+
+
+async def _seek_to_committed_or_start(
+    client: AIOKafkaConsumer, changelogs: set[str]
+) -> dict[TP, int | None]:
+    committed = await client.seek_to_committed()
+    for tp, offset in committed.items():
+        if not offset and tp.topic not in changelogs:
+            client.seek(tp, 0)
+    return committed
+
+
+class StreamprocTransport(faust_aiokafka.Transport):
+    Consumer = StreamprocConsumer
+
+
 def _bootstrap(app: Any) -> str:
     return ",".join(f"{url.host}:{url.port or 9092}" for url in app.conf.broker_consumer)
 
@@ -145,9 +179,13 @@ class StreamprocTableManager(TableManager):
 
 
 class App(faust.App):
-    """A Faust app whose tables recover through ``StreamprocRecovery``."""
+    """A Faust app whose tables recover through ``StreamprocRecovery`` and whose consumer
+    seeks through ``StreamprocConsumer``."""
 
     logger = FAUST_LOGGER
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, TableManager=StreamprocTableManager, **kwargs)
+
+    def _new_transport(self) -> StreamprocTransport:
+        return StreamprocTransport(self.conf.broker_consumer, self)

@@ -1,18 +1,15 @@
 """A safety net: finds records an engine committed past without delivering, and sends them
-round again. Still needed for one known defect: a stream partition the group never committed
-keeps the position aiokafka's prefetch reached during recovery, because the seek after a
-rebalance skips it, and Faust drops what it had drained (docs/durability.md, section 4).
+round again. With the four known defects fixed at their source (``worker/engine.py``,
+``docs/durability.md``) it is expected to stay idle, and the restart and chaos tests fail if
+it forwards anything; it stays as a counted guard against a new engine defect.
 
-faust-streaming 0.15 skipped records after a rebalance (it resumed stream partitions before
-seeking them to their committed offsets; ``docs/durability.md``); ``worker/engine.py`` fixes
-the order. The sweeper keeps, per partition, the
-lowest offset not yet handled (from the committed offset at assignment) and the handled
-offsets above it, and every few seconds compares that with the group's committed offset. A
-record committed past but never handled is read again with a plain consumer and forwarded
-through a topic the agents consume (raw records via the re-keyed topic, fetch requests to the
-fetch topic), counted in ``forwarded`` (``streamproc_worker_records_swept_total``) and logged
-as a warning; the chaos suite prints the count. The fold and the fetcher are
-idempotent, so a record handled twice is harmless; a record never handled is not.
+The sweeper keeps, per partition, the lowest offset not yet handled (from the committed
+offset at assignment) and the handled offsets above it, and every few seconds compares that
+with the group's committed offset. A record committed past but never handled is read again
+with a plain consumer and forwarded through a topic the agents consume (raw records via the
+re-keyed topic, fetch requests to the fetch topic), counted in ``forwarded``
+(``streamproc_worker_records_swept_total``) and logged as a warning. The fold and the
+fetcher are idempotent, so a record handled twice is harmless; a record never handled is not.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from streamproc.settings import Settings
 
 from helpers import (
     RunningWorker,
+    logs_with_swept_records,
     messages,
     read_topic,
     s3_client,
@@ -54,7 +55,6 @@ RECORDINGS = {
 SEED = int(os.environ.get("STREAMPROC_CHAOS_SEED", "0")) or random.randrange(1, 10**6)
 SENDERS = 32
 FAULT_RATE = 0.05
-SWEEPER_WARNING = "were never handled"
 
 
 def webhook(kind: str, index: int) -> bytes:
@@ -157,9 +157,6 @@ class Workers:
     def stop(self) -> None:
         self.leave_second()
         stop_process(self.main.process)
-
-    def logs_mentioning(self, text: str) -> list[str]:
-        return [p.name for p in sorted(self.logs.glob("worker-*.log")) if text in p.read_text()]
 
 
 async def chaos(
@@ -336,11 +333,10 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
     assert on_disk <= wanted_on_disk, (
         f"partial or stray files: {sorted(on_disk - wanted_on_disk)[:10]}"
     )
+    assert swept == 0, "the engine committed past records it never handled (the sweeper's count)"
     assert not differing_states, differing_states[:10]
     assert live_lifecycle == clean_lifecycle
     assert not topics["DLQ"], messages(topics["DLQ"])[:3]
-    # Not asserted: the safety net is still load-bearing for one known Faust/aiokafka defect
-    # (docs/durability.md, section 4); the figure is printed above.
     # A download repeats only if its worker died between the last byte and the marker.
     assert repeated_gets <= workers.kills * int(env.get("STREAMPROC_FETCH_CONCURRENCY", "8"))
 
@@ -359,4 +355,4 @@ def _records_swept(workers: Workers) -> int:
         for line in text.splitlines():
             if line.startswith("streamproc_worker_records_swept_total"):
                 swept += int(float(line.split()[-1]))
-    return swept + len(workers.logs_mentioning(SWEEPER_WARNING))
+    return swept + len(logs_with_swept_records(workers.logs))

@@ -20,9 +20,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streamproc.kafka.topics import TopicSpec, ensure_topics
 from streamproc.processes import free_port, stop_process
+from streamproc.worker.engine import _seek_to_committed_or_start
 
 pytestmark = pytest.mark.integration
 APP = Path(__file__).resolve().parent.parent / "apps" / "plain_faust.py"
@@ -82,3 +84,52 @@ async def test_no_record_is_skipped_when_a_member_joins_and_leaves_under_load(br
         stop_process(first)
     print(f"\n{FLAVOUR}: {len(sent)} records sent, {len(missing)} never processed")
     assert not missing, f"{len(missing)} record(s) never processed: {sorted(missing)[:20]}"
+
+
+async def test_seek_to_committed_leaves_a_never_committed_partition_where_reading_stopped(broker):
+    """aiokafka's ``seek_to_committed`` rewinds only partitions committed above 0; Faust relies
+    on it to take back what it drained and dropped at a rebalance. ``streamproc.worker.engine``
+    sends a never-committed stream partition back to offset 0 (docs/durability.md, section 4)."""
+    topic = f"never-committed-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(broker.bootstrap, [TopicSpec(topic, 2)])
+    committed_tp, never_tp = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for offset in range(5):
+            for tp in (committed_tp, never_tp):
+                await producer.send_and_wait(topic, b"%d" % offset, partition=tp.partition)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap,
+        group_id=f"{topic}-group",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        consumer.assign([committed_tp, never_tp])
+
+        async def read_to_end() -> dict[TopicPartition, list[int]]:
+            offsets: dict[TopicPartition, list[int]] = {committed_tp: [], never_tp: []}
+            while [tp for tp in offsets if await consumer.position(tp) < 5]:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for tp, records in batch.items():
+                    offsets[tp] += [record.offset for record in records]
+            return offsets
+
+        await read_to_end()
+        await consumer.commit({committed_tp: 3})
+
+        assert await consumer.seek_to_committed() == {committed_tp: 3, never_tp: None}
+        assert await consumer.position(committed_tp) == 3
+        assert await consumer.position(never_tp) == 5, "aiokafka rewound it: drop correction 4"
+
+        assert await _seek_to_committed_or_start(consumer, changelogs=set()) == {
+            committed_tp: 3,
+            never_tp: None,
+        }
+        assert await read_to_end() == {committed_tp: [3, 4], never_tp: [0, 1, 2, 3, 4]}
+    finally:
+        await consumer.stop()

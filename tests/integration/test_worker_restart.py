@@ -13,7 +13,14 @@ from aiokafka import AIOKafkaProducer
 
 from streamproc.processes import stop_process
 
-from helpers import messages, read_topic, s3_client, start_worker, worker_env
+from helpers import (
+    logs_with_swept_records,
+    messages,
+    read_topic,
+    s3_client,
+    start_worker,
+    worker_env,
+)
 
 pytestmark = pytest.mark.integration
 FIRST, SECOND = 60, 40
@@ -142,6 +149,8 @@ async def test_killed_worker_recovers_its_table_and_loses_nothing(
         key = "/" + bucket + "/files/" + name.removeprefix(".").removesuffix(".sha256")
         assert s3_proxy.gets[key] == 1, f"{key} was downloaded again after the restart"
     assert await count(topics["DLQ"]) == 0
+    # The sweeper would have hidden a skip (docs/durability.md, section 4): it stayed idle.
+    assert not logs_with_swept_records(tmp_path), "the engine skipped records the sweeper found"
 
 
 async def _at_least(awaitable, threshold: int) -> bool:
