@@ -141,6 +141,8 @@ class StreamprocRecovery(Recovery):
 
 
 class StreamprocConsumer(faust_aiokafka.Consumer):
+    logger = FAUST_LOGGER
+
     async def seek_to_committed(self) -> dict[TP, int | None]:
         """aiokafka's, with never-committed stream partitions sent to offset 0 (4. above)."""
         thread = self._thread

@@ -152,21 +152,25 @@ async def test_dry_run_after_a_fold_change_reports_the_difference(log, broker):
     assert await current_states(settings) == before  # a dry run writes nothing
 
 
-def test_replay_command_prints_the_dry_run_report(log):
-    settings = log["settings"]
+def _replay_command(settings: Settings, *arguments: str, state_topic: str | None = None):
+    """``streamproc ...`` as a user runs it, against the ``log`` fixture's topics."""
     env = {
         **os.environ,
         "STREAMPROC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "STREAMPROC_RAW_TOPIC": settings.raw_topic,
-        "STREAMPROC_STATE_TOPIC": settings.state_topic,
+        "STREAMPROC_STATE_TOPIC": state_topic or settings.state_topic,
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "streamproc", "replay", "--dry-run", "--from-offset", "9"],
+    return subprocess.run(
+        [sys.executable, "-m", "streamproc", *arguments],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_replay_command_prints_the_dry_run_report(log):
+    result = _replay_command(log["settings"], "replay", "--dry-run", "--from-offset", "9")
     assert result.returncode == 0, result.stderr
     assert "replayed 12 records: 3 folded into outputs" in result.stdout
     assert "would change status" in result.stdout
@@ -176,20 +180,7 @@ def test_replay_command_prints_the_dry_run_report(log):
 
 
 def test_replay_logs_json_lines_when_asked(log):
-    settings = log["settings"]
-    env = {
-        **os.environ,
-        "STREAMPROC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "STREAMPROC_RAW_TOPIC": settings.raw_topic,
-        "STREAMPROC_STATE_TOPIC": settings.state_topic,
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "streamproc", "-v", "--log-format", "json", "replay", "--dry-run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _replay_command(log["settings"], "-v", "--log-format", "json", "replay", "--dry-run")
     assert result.returncode == 0, result.stderr
     records = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert any(record["logger"].startswith("aiokafka") for record in records)  # -v: libraries too
@@ -197,20 +188,8 @@ def test_replay_logs_json_lines_when_asked(log):
 
 
 def test_replay_names_a_missing_state_topic_without_a_traceback(log):
-    settings = log["settings"]
-    env = {
-        **os.environ,
-        "STREAMPROC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "STREAMPROC_RAW_TOPIC": settings.raw_topic,
-        "STREAMPROC_STATE_TOPIC": f"missing-{uuid.uuid4().hex[:6]}",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "streamproc", "replay", "--dry-run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    missing = f"missing-{uuid.uuid4().hex[:6]}"
+    result = _replay_command(log["settings"], "replay", "--dry-run", state_topic=missing)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "replay failed: topic 'missing-" in result.stderr
