@@ -51,7 +51,9 @@ def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _print_banner(settings: Settings, env: dict[str, str]) -> None:
+def print_banner(settings: Settings, env: dict[str, str], generated: dict[str, str]) -> None:
+    """What a user needs to talk to the stack; of the secrets, only those generated here
+    (one given through the environment is the user's own and is never printed)."""
     base = f"http://{settings.edge_host}:{settings.edge_port}"
     topics = (settings.state_topic, settings.lifecycle_topic, settings.downloads_topic)
     lines = [
@@ -66,9 +68,8 @@ def _print_banner(settings: Settings, env: dict[str, str]) -> None:
         f"  OpenVidu hooks  : POST {base}/webhooks/openvidu",
         f"  health/metrics  : {base}/healthz  {base}/readyz  {base}/metrics",
     ]
-    for name in ("DAILY_SECRETS", "OPENVIDU_SECRETS"):
-        if PREFIX + name in env:
-            lines.append(f"  {PREFIX}{name}={env[PREFIX + name]}")
+    for name, value in generated.items():
+        lines.append(f"  {name}={value}")
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
 
@@ -106,7 +107,8 @@ def _write_stack_file(settings: Settings, env: dict[str, str]) -> None:
 
 
 def run_local_stack(settings: Settings, broker_port: int | None = None, demo: bool = False) -> int:
-    env = {**os.environ, **development_secrets(settings)}
+    generated = development_secrets(settings)
+    env = {**os.environ, **generated}
     with ExitStack() as stack, graceful_termination():
         if PREFIX + "KAFKA_BOOTSTRAP" not in os.environ:
             host, _, port = settings.kafka_bootstrap.rpartition(":")
@@ -133,7 +135,7 @@ def run_local_stack(settings: Settings, broker_port: int | None = None, demo: bo
         if not wait_for_port(settings.edge_host, settings.edge_port, timeout_s=30):
             print("streamproc: the edge did not start; see its log above", file=sys.stderr)
             return 1
-        _print_banner(settings, env)
+        print_banner(settings, env, generated)
         _write_stack_file(settings, env)
         stack.callback(STACK_FILE.unlink, missing_ok=True)
         children = [edge, worker]

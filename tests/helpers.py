@@ -68,6 +68,23 @@ DAILY_KEY = b"daily-secret-key-0123456789abcdef"
 DAILY_OLD_KEY = b"daily-old-key"
 OPENVIDU_KEY = b"openvidu-api-key"
 KEYS = {"daily": DAILY_KEY, "openvidu": OPENVIDU_KEY}
+S3_SECRET = "s3-secret-never-logged-4f1c"
+SECRETS = (
+    DAILY_KEY.decode(),
+    base64.b64encode(DAILY_KEY).decode(),
+    DAILY_OLD_KEY.decode(),
+    base64.b64encode(DAILY_OLD_KEY).decode(),
+    OPENVIDU_KEY.decode(),
+    S3_SECRET,
+)
+"""Every secret the test processes are configured with; none may show in a log, a metric or
+an answer (``leaked_secrets``)."""
+
+
+def leaked_secrets(*texts: str | bytes) -> list[str]:
+    """The configured secrets that appear in any of ``texts``."""
+    joined = "\n".join(t.decode(errors="replace") if isinstance(t, bytes) else t for t in texts)
+    return [secret for secret in SECRETS if secret in joined]
 
 
 @dataclass
@@ -78,7 +95,10 @@ class RunningEdge:
     process: subprocess.Popen[bytes]
 
 
-def start_edge(bootstrap: str, raw_topic: str, **extra: str) -> RunningEdge:
+def start_edge(
+    bootstrap: str, raw_topic: str, log_path: Path | None = None, **extra: str
+) -> RunningEdge:
+    """An edge process; its output goes to ``log_path`` when given (else the test's own)."""
     port = free_port()
     env = {
         **os.environ,
@@ -92,7 +112,12 @@ def start_edge(bootstrap: str, raw_topic: str, **extra: str) -> RunningEdge:
         "STREAMPROC_OPENVIDU_SECRETS": f"apikey:{OPENVIDU_KEY.decode()}",
         **extra,
     }
-    process = subprocess.Popen([sys.executable, "-m", "streamproc", "edge"], env=env)
+    command = [sys.executable, "-m", "streamproc", "edge"]
+    if log_path is None:
+        process = subprocess.Popen(command, env=env)
+    else:
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     if not wait_for_port("127.0.0.1", port, timeout_s=30):
         stop_process(process)
         raise RuntimeError("edge did not start")
@@ -117,7 +142,7 @@ def worker_env(bootstrap: str, s3_endpoint: str, prefix: str, sink: Path, **extr
     return {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
         "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap,
         "STREAMPROC_APP_ID": f"{prefix}-app",
         "STREAMPROC_RAW_TOPIC": f"{prefix}.raw",

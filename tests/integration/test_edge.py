@@ -192,12 +192,13 @@ async def test_health_readiness_and_metrics(edge):
     assert "streamproc_edge_publish_seconds_bucket" in metrics
 
 
+@pytest.mark.parametrize("mib", [2, 10])
 @pytest.mark.parametrize("client", ["urllib", "httpx", "curl"])
-def test_an_oversized_body_gets_413_json_whatever_the_client(edge, client):
-    """An 8 MiB signed POST: the edge reads and drops the rest of the body before answering
+def test_an_oversized_body_gets_413_json_whatever_the_client(edge, client, mib):
+    """A 2 or 10 MiB signed POST: the edge reads and drops the rest of the body before answering
     (a lingering close), so a client that writes everything before it reads (urllib) gets
     the 413 too, not a connection reset."""
-    body = b'{"pad": "' + b"x" * (8 * 1024 * 1024) + b'"}'
+    body = b'{"pad": "' + b"x" * (mib * 1024 * 1024) + b'"}'
     headers = {**signed("daily", body), "content-type": "application/json"}
     url = f"{edge.url}/webhooks/daily"
     if client == "urllib":

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from streamproc.processes import stop_process
 
-from helpers import example, read_topic, signed, start_edge
+from helpers import example, leaked_secrets, read_topic, signed, start_edge
 
 pytestmark = pytest.mark.integration
 EXAMPLES = int(os.environ.get("STREAMPROC_FUZZ_EXAMPLES", "1000"))
@@ -85,8 +85,16 @@ FRAMINGS = st.sampled_from(["length", "chunked", "short length"])
 
 
 @pytest.fixture(scope="module")
-def fuzz_edge(broker):
-    edge = start_edge(broker.bootstrap, RAW_TOPIC, STREAMPROC_BODY_TIMEOUT_S="2")
+def fuzz_edge(broker, tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("fuzz") / "edge.log"
+    edge = start_edge(
+        broker.bootstrap,
+        RAW_TOPIC,
+        log_path,
+        STREAMPROC_BODY_TIMEOUT_S="2",
+        STREAMPROC_LOG_LEVEL="DEBUG",  # secrets stay out of logs at every level
+    )
+    edge.log_path = log_path
     try:
         yield edge
     finally:
@@ -170,6 +178,7 @@ def test_hostile_requests_get_4xx_json_and_valid_ones_keep_landing(fuzz_edge):
         )
         seen[status] = seen.get(status, 0) + 1
         assert status < 500, (status, answer[:300])
+        assert not leaked_secrets(answer)
         if 400 <= status < 500 and method != "HEAD":
             error = orjson.loads(answer)
             assert set(error) >= {"error", "message"}, error
@@ -188,6 +197,8 @@ def test_hostile_requests_get_4xx_json_and_valid_ones_keep_landing(fuzz_edge):
     records = asyncio.run(read_topic(fuzz_edge.bootstrap, RAW_TOPIC, timeout_s=5))
     landed = {dict(record.headers)["event-id"].decode() for record in records}
     assert set(valid_ids) <= landed, sorted(set(valid_ids) - landed)[:5]
+    _, _, metrics = _exchange(fuzz_edge.url, _request("GET", "/metrics", {}, b"", "length"))
+    assert leaked_secrets(fuzz_edge.log_path.read_bytes(), metrics) == []
 
 
 def test_a_replayed_valid_request_is_refused_after_the_tolerance(fuzz_edge):

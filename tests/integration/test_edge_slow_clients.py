@@ -1,6 +1,6 @@
 """Slow and idle clients cannot hold the edge: a request head must finish within
 STREAMPROC_HEADER_TIMEOUT_S and a body within STREAMPROC_BODY_TIMEOUT_S, while valid senders
-keep being answered."""
+keep being answered (1,000 connections held open at once)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from streamproc.processes import stop_process
 from helpers import example, read_topic, signed, start_edge
 
 pytestmark = pytest.mark.integration
-SLOW_CLIENTS = 500
+SLOW_CLIENTS = 800
+IDLE_CLIENTS = 200
 TIMEOUT_S = 1.0
 
 
@@ -56,6 +57,7 @@ async def test_slowloris_heads_are_cut_off_while_valid_senders_are_served(strict
         writer.write(b"POST /webhooks/daily HTTP/1.1\r\nHost: edge\r\nX-Trickle: a")
         slow.append((reader, writer))
     await asyncio.gather(*(writer.drain() for _, writer in slow))
+    idle = [await asyncio.open_connection(host, int(port)) for _ in range(IDLE_CLIENTS)]
     rss_with_slow_clients = _rss_kib(strict_edge.process.pid)
 
     body = example("daily", "recording.started")
@@ -66,14 +68,17 @@ async def test_slowloris_heads_are_cut_off_while_valid_senders_are_served(strict
     assert response.status_code == 200, response.text
 
     answers = await asyncio.gather(*(_answer(reader) for reader, _ in slow))
-    for _, writer in slow:
+    silences = await asyncio.gather(*(_answer(reader) for reader, _ in idle))
+    for _, writer in slow + idle:
         writer.close()
     assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers), answers[:3]
+    assert silences == [b""] * IDLE_CLIENTS  # a connection that never spoke is just closed
     assert orjson.loads(answers[0].split(b"\r\n\r\n", 1)[1])["error"] == "request_timeout"
     grown_mib = (rss_with_slow_clients - rss_before) / 1024
     print(
-        f"\n{SLOW_CLIENTS} slowloris connections: edge RSS +{grown_mib:.1f} MiB; "
-        f"a valid webhook answered in {served_in * 1000:.0f} ms meanwhile; all cut off with 408"
+        f"\n{SLOW_CLIENTS} slowloris and {IDLE_CLIENTS} idle connections: edge RSS "
+        f"+{grown_mib:.1f} MiB; a valid webhook answered in {served_in * 1000:.0f} ms meanwhile;"
+        " all cut off"
     )
     assert grown_mib < 64
     published = await read_topic(strict_edge.bootstrap, "slow-clients.raw", expect=1)

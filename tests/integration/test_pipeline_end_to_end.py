@@ -27,6 +27,7 @@ from streamproc.processes import free_port, stop_process
 from helpers import (
     REPO,
     example,
+    leaked_secrets,
     messages,
     read_topic,
     signed,
@@ -82,7 +83,7 @@ def stack(broker, s3_endpoint, tmp_path_factory):
     )
     for key, data in objects.items():
         s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256")
-    edge = start_edge(broker.bootstrap, env["STREAMPROC_RAW_TOPIC"])
+    edge = start_edge(broker.bootstrap, env["STREAMPROC_RAW_TOPIC"], root / "edge.log")
     worker = start_worker(env, root / "worker.log")
     try:
         yield {"env": env, "edge": edge, "worker": worker, "objects": objects, "root": root}
@@ -347,3 +348,17 @@ async def test_a_real_prometheus_scrapes_both_and_fires_the_fetch_alert(stack, p
         names = await _eventually(fetch_alert_firing, timeout_s=30)
         assert {"StreamprocFetchFailures", "StreamprocDeadLettersGrowing"} <= names, names
         assert "StreamprocEdgeErrors" not in names
+
+
+def test_no_secret_in_logs_or_metrics(stack):
+    """After everything above (errors, dead letters, retries), no provider key or S3 secret
+    is in the edge's or the worker's log or metrics."""
+    worker_port = stack["worker"].env["STREAMPROC_WORKER_WEB_PORT"]
+    texts = [
+        (stack["root"] / "edge.log").read_bytes(),
+        stack["worker"].log_path.read_bytes(),
+        httpx.get(f"{stack['edge'].url}/metrics", timeout=10).content,
+        httpx.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=10).content,
+    ]
+    assert all(texts[:2]), "a log is empty: nothing was checked"
+    assert leaked_secrets(*texts) == []
