@@ -119,3 +119,22 @@ async def test_local_sink_removes_partial_copies_of_dead_writers_only(tmp_path):
         path.write_bytes(b"half")
     assert await LocalDirectorySink(tmp_path).existing(PurePosixPath("daily/r1/file.mp4")) is None
     assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, elsewhere.name])
+
+
+async def test_a_symlink_in_the_sink_that_leads_outside_is_refused(tmp_path):
+    root, outside = tmp_path / "sink", tmp_path / "elsewhere"
+    (root / "daily").mkdir(parents=True)
+    outside.mkdir()
+    (root / "daily" / "r1").symlink_to(outside)
+    sink = LocalDirectorySink(root)
+    with pytest.raises(UnsafeDestination, match="resolves outside the sink"):
+        async with sink.open(PurePosixPath("daily/r1/file.mp4")) as writer:
+            await writer.write(b"x")
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("encoded", ["%2e%2e/%2e%2e/etc/passwd", "..%2f..%2fetc", "%00"])
+def test_url_encoded_segments_are_taken_literally_and_stay_inside(encoded):
+    relative = destination("daily", "r1", encoded)
+    assert ".." not in relative.parts
+    assert (Path("/srv/sink") / relative).resolve().is_relative_to(Path("/srv/sink"))
