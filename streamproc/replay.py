@@ -24,9 +24,8 @@ from streamproc import derived
 from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
 from streamproc.kafka.offsets import log_ends
 from streamproc.progress import progress_bar
+from streamproc.providers.decode import Skipped, Unusable, decode_record, header_dict
 from streamproc.settings import Settings
-from streamproc.worker.decode import Skipped, Unusable, decode_record
-from streamproc.worker.pipeline import header_dict
 
 FoldFunction = Callable[..., tuple[RecordingState, FoldOutput]]
 

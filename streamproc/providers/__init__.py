@@ -1,4 +1,6 @@
-"""Webhook providers, one module each; adding a provider is a module plus its schemas."""
+"""Webhook providers, one module each; adding a provider is a module plus its schemas.
+
+``decode`` maps any record of the raw log (the edge's or another producer's) through them."""
 
 from streamproc.providers import daily, openvidu
 from streamproc.providers.base import Accepted, Provider, Verification

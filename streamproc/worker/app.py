@@ -16,11 +16,12 @@ from aiokafka.errors import KafkaError
 
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.fold import SourcePosition
+from streamproc.providers.decode import header_dict
 from streamproc.settings import Settings
 from streamproc.worker import engine
 from streamproc.worker.gaps import SkippedRecordSweeper
 from streamproc.worker.metrics import WorkerCollector, WorkerMetrics
-from streamproc.worker.pipeline import Pipeline, header_dict, source_headers
+from streamproc.worker.pipeline import Pipeline, source_headers
 from streamproc.worker.topics import rekeyed_topic
 
 log = logging.getLogger(__name__)

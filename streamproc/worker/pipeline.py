@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Protocol
 
 import orjson
@@ -32,7 +32,13 @@ from streamproc import derived
 from streamproc.fetch.errors import FetchError
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.fold import RecordingState, SourcePosition, fold
-from streamproc.worker.decode import MAX_EVENT_BYTES, Skipped, Unusable, decode_record
+from streamproc.providers.decode import (
+    MAX_EVENT_BYTES,
+    Skipped,
+    Unusable,
+    decode_record,
+    header_dict,
+)
 
 log = logging.getLogger(__name__)
 SOURCE_HEADERS = ("source-topic", "source-partition", "source-offset")
@@ -42,15 +48,6 @@ class Sender(Protocol):
     """Anything with Faust's ``send(key=, value=, headers=)``: a topic or a ProducerSender."""
 
     async def send(self, *, key: bytes, value: bytes, headers: Any = None) -> Any: ...
-
-
-def header_dict(
-    headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
-) -> dict[str, bytes]:
-    if not headers:
-        return {}
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    return {name: value for name, value in items}
 
 
 class Pipeline:

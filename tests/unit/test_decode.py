@@ -2,7 +2,7 @@ import orjson
 import pytest
 
 from streamproc.events import RecordingEvent
-from streamproc.worker.decode import Skipped, Unusable, decode_record
+from streamproc.providers.decode import Skipped, Unusable, decode_record
 
 from helpers import example
 

@@ -6,7 +6,7 @@ type we do not fold) or an ``Unusable`` with a reason for the dead-letter topic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,16 @@ def _sniff_provider(document: Any) -> Provider | None:
         if {"event", "data", "creationDate"} <= document.keys():
             return PROVIDERS["openvidu"]
     return None
+
+
+def header_dict(
+    headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
+) -> dict[str, bytes]:
+    """A record's headers (Kafka gives a list of pairs) by name; the last one wins."""
+    if not headers:
+        return {}
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {name: value for name, value in items}
 
 
 MAX_EVENT_BYTES = 1024 * 1024
