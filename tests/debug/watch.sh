@@ -6,8 +6,12 @@ while true; do
     [ -f "$f.dumped" ] && continue
     [ -f "$f" ] || continue
     if tail -1 "$f" | grep -q "worker ready: " && [ $(( $(date +%s) - $(stat -c %Y "$f") )) -gt 25 ]; then
-      pid=$(pgrep -n -f "streamproc worker")  # the restart test runs one worker at a time
-      kill -WINCH $pid; touch "$f.dumped"; echo "dumped $f pid $pid" >> ${ROOT:-/tmp/runs}/$1/summary.txt
+      # the worker still running in that test's folder (workers run with it as their cwd)
+      for pid in $(pgrep -f "streamproc worker"); do
+        if [ "$(readlink /proc/$pid/cwd)" = "$(dirname "$f")" ]; then
+          kill -WINCH $pid; touch "$f.dumped"; echo "dumped $f pid $pid" >> ${ROOT:-/tmp/runs}/$1/summary.txt
+        fi
+      done
     fi
   done
   sleep 5
