@@ -48,6 +48,8 @@ class RecordingEvent:
     tracks: tuple[Track, ...] | None = None
     filename: str | None = None
     error: str | None = None
+    instance_id: str | None = None
+    """Daily's id of the recording attempt; ``recording.error`` names only this."""
     version: str = CANONICAL_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,16 +15,17 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from streamproc import derived
+from streamproc.events import RecordingEvent
 from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
 from streamproc.kafka.offsets import log_ends
 from streamproc.progress import progress_bar
-from streamproc.providers.decode import Skipped, Unusable, decode_record, header_dict
+from streamproc.providers.decode import Skipped, Unlinked, Unusable, decode_record, header_dict
 from streamproc.settings import Settings
 
 FoldFunction = Callable[..., tuple[RecordingState, FoldOutput]]
@@ -46,6 +47,11 @@ class ReplayResult:
     emitted: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     """(topic, key, value) in emission order."""
     counts: Counter[str] = field(default_factory=Counter)
+    linked: dict[str, str] = field(default_factory=dict)
+    """Instance id -> recording id, from every event that names both (the worker's join)."""
+    held: dict[str, list[tuple[RecordingEvent, SourcePosition, bool]]] = field(default_factory=dict)
+    """Events naming only an instance not linked yet, with where they came from and whether
+    their outputs are in the replayed range."""
 
 
 async def _offset_at(
@@ -163,25 +169,52 @@ def _apply(
     refetch: bool,
     fold_fn: FoldFunction,
 ) -> None:
+    """One raw record, through the same steps as the worker, instance join included."""
     result.counts["records"] += 1
     decoded = decode_record(record.value, header_dict(record.headers), settings.max_body_bytes)
     if isinstance(decoded, Unusable | Skipped):
         result.counts["unusable" if isinstance(decoded, Unusable) else "skipped"] += 1
         return
     source = SourcePosition(record.topic, record.partition, record.offset)
-    state, output = fold_fn(result.states.get(decoded.recording_id), decoded, source)
-    result.states[decoded.recording_id] = state
+    options = {"settings": settings, "output_suffix": output_suffix, "refetch": refetch}
+    if isinstance(decoded, Unlinked):
+        recording_id = result.linked.get(decoded.instance_id)
+        if recording_id is None:
+            result.held.setdefault(decoded.instance_id, []).append((decoded.event, source, emit))
+            return
+        decoded = replace(decoded.event, recording_id=recording_id)
+    _fold_one(result, decoded, source, emit, fold_fn, **options)
+    if decoded.instance_id and decoded.instance_id not in result.linked:
+        result.linked[decoded.instance_id] = decoded.recording_id
+        for event, held_source, held_emit in result.held.pop(decoded.instance_id, []):
+            linked = replace(event, recording_id=decoded.recording_id)
+            _fold_one(result, linked, held_source, held_emit, fold_fn, **options)
+
+
+def _fold_one(
+    result: ReplayResult,
+    event: RecordingEvent,
+    source: SourcePosition,
+    emit: bool,
+    fold_fn: FoldFunction,
+    *,
+    settings: Settings,
+    output_suffix: str | None,
+    refetch: bool,
+) -> None:
+    state, output = fold_fn(result.states.get(event.recording_id), event, source)
+    result.states[event.recording_id] = state
     if not output.changed or not emit:
         return
     result.counts["folded"] += 1
-    key = decoded.recording_id.encode()
+    key = event.recording_id.encode()
 
     topics = {
         "state": settings.state_topic,
         "lifecycle": settings.lifecycle_topic,
         "fetch": settings.fetch_topic,
     }
-    for kind, message in derived.fold_messages(state, output, decoded.event_id, refetch):
+    for kind, message in derived.fold_messages(state, output, event.event_id, refetch):
         topic = topics[kind]
         name = f"{topic}.{output_suffix}" if output_suffix else topic
         result.emitted.append((name, key, derived.encode(message)))
@@ -245,6 +278,12 @@ def print_report(settings: Settings, result: ReplayResult, *, dry_run: bool, sho
         if name.startswith("emitted."):
             verb = "would write" if dry_run else "wrote"
             print(f"  {verb} {count} message(s) to {name.removeprefix('emitted.')}")
+    held = sum(len(events) for events in result.held.values())
+    if held:
+        print(
+            f"{held} event(s) name only an instance that no recording.started linked "
+            f"({len(result.held)} instance(s)); not folded"
+        )
     if dry_run:
         changes = status_changes(asyncio.run(current_states(settings)), result.states)
         print(f"{len(changes)} recording(s) would change status")

@@ -31,14 +31,16 @@ def schema_name(document: dict[str, Any]) -> str:
     return "raw/daily/envelope.json"
 
 
-def _recording_id(payload: dict[str, Any]) -> str | None:
-    """``recording.error`` may carry only ``instance_id``; it names the same recording."""
-    return payload.get("recording_id") or payload.get("instance_id")
-
-
 def identify(document: dict[str, Any], body: bytes) -> Identity:
+    """Keyed by recording id; an error that names only its instance, by the instance id (the
+    worker joins it to its recording through ``recording.started``, which carries both)."""
     payload = document["payload"]
-    key = _recording_id(payload) or payload.get("room_name") or document["id"]
+    key = (
+        payload.get("recording_id")
+        or payload.get("instance_id")
+        or payload.get("room_name")
+        or document["id"]
+    )
     return Identity(event_id=document["id"], event_type=document["type"], key=str(key))
 
 
@@ -50,6 +52,8 @@ def _tracks(payload: dict[str, Any]) -> tuple[Track, ...] | None:
 
 
 def to_canonical(document: dict[str, Any], body: bytes) -> RecordingEvent | None:
+    """An error without ``recording_id`` maps with an empty one: ``providers.decode`` holds it
+    as ``Unlinked`` until the instance's ``recording.started`` names the recording."""
     status = STATUS_BY_TYPE.get(document["type"])
     if status is None:
         return None
@@ -58,7 +62,8 @@ def to_canonical(document: dict[str, Any], body: bytes) -> RecordingEvent | None
         provider="daily",
         event_id=document["id"],
         event_type=document["type"],
-        recording_id=str(_recording_id(payload)),
+        recording_id=str(payload.get("recording_id") or ""),
+        instance_id=payload.get("instance_id"),
         status=status,
         occurred_at=float(document["event_ts"]),
         room=payload.get("room_name"),

@@ -7,7 +7,7 @@ type we do not fold) or an ``Unusable`` with a reason for the dead-letter topic.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from streamproc.events import RecordingEvent
@@ -27,6 +27,22 @@ class Skipped:
 @dataclass(frozen=True, slots=True)
 class Unusable:
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unlinked:
+    """An event that names only its recording's instance (Daily's ``recording.error``): the
+    worker routes it by instance id until ``recording.started`` links the two."""
+
+    event: RecordingEvent
+
+    @property
+    def instance_id(self) -> str:
+        return self.event.instance_id or ""
+
+
+LINKED_RECORDING_HEADER = "linked-recording-id"
+"""Set by the worker's instance join on an event it routes back to its recording."""
 
 
 def _sniff_provider(document: Any) -> Provider | None:
@@ -55,7 +71,7 @@ MAX_EVENT_BYTES = 1024 * 1024
 
 def decode_record(
     value: bytes | None, headers: Mapping[str, bytes], max_bytes: int = MAX_EVENT_BYTES
-) -> RecordingEvent | Skipped | Unusable:
+) -> RecordingEvent | Unlinked | Skipped | Unusable:
     if not value:
         return Unusable("empty value (no event bytes)")
     if len(value) > max_bytes:
@@ -83,4 +99,11 @@ def decode_record(
     if event is None:
         event_type = document.get("type") or document.get("event") or "?"
         return Skipped(provider.name, str(event_type))
+    if not event.recording_id:
+        linked = headers.get(LINKED_RECORDING_HEADER)
+        if linked:
+            return replace(event, recording_id=linked.decode(errors="replace"))
+        if event.instance_id:
+            return Unlinked(event)
+        return Unusable(f"{provider.name} event names neither a recording nor an instance")
     return event

@@ -22,7 +22,8 @@ from streamproc.worker import engine
 from streamproc.worker.gaps import SkippedRecordSweeper
 from streamproc.worker.metrics import WorkerCollector, WorkerMetrics
 from streamproc.worker.pipeline import Pipeline, source_headers
-from streamproc.worker.topics import rekeyed_topic
+from streamproc.worker.senders import ProducerSender
+from streamproc.worker.topics import instances_topic, rekeyed_topic
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 10.0
@@ -39,23 +40,6 @@ def _bytes_topic(app: faust.App, name: str, partitions: int) -> Any:
         value_serializer="raw",
         partitions=partitions,
     )
-
-
-class ProducerSender:
-    """Sends straight through the app's producer, without ``topic.send``'s per-message
-    bookkeeping (which made the worker ~4x slower than a plain Faust fold, see bench/).
-
-    Still at-least-once: Faust flushes this producer before it commits any offset, so every
-    output is acknowledged before the input that caused it is committed. Under
-    ``exactly_once`` the topic's own ``send`` is used, so outputs join the transaction.
-    """
-
-    def __init__(self, app: faust.App, topic: str) -> None:
-        self.app = app
-        self.topic = topic
-
-    async def send(self, *, key: bytes, value: bytes, headers: Any = None) -> Any:
-        return await self.app.producer.send(self.topic, key, value, None, None, headers)
 
 
 def consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
@@ -96,6 +80,10 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
     table = app.Table(
         "recordings", default=None, partitions=partitions, key_type=bytes, value_type=bytes
     )
+    instances = _bytes_topic(app, instances_topic(settings), partitions)
+    instance_table = app.Table(
+        "instances", default=None, partitions=partitions, key_type=bytes, value_type=bytes
+    )
 
     def sender(name: str) -> Any:
         topic = _bytes_topic(app, name, partitions)
@@ -111,6 +99,8 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         downloads=sender(settings.downloads_topic),
         dead_letters=sender(settings.dlq_topic),
         rekeyed=sender(rekeyed_topic(settings)),
+        instances=sender(instances_topic(settings)),
+        instance_table=instance_table,
         max_event_bytes=settings.max_body_bytes,
     )
 
@@ -121,6 +111,10 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
     async def forward_fetch(record: Any) -> None:
         await fetch_requests.send(key=record.key, value=record.value)
 
+    async def forward_instance(record: Any) -> None:
+        headers = header_dict(record.headers)
+        await instances.send(key=record.key, value=record.value, headers=list(headers.items()))
+
     sweeper = SkippedRecordSweeper(
         settings.kafka_bootstrap,
         settings.app_id,
@@ -128,6 +122,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
             raw.get_topic_name(): forward_raw,
             rekeyed.get_topic_name(): forward_raw,
             fetch_requests.get_topic_name(): forward_fetch,
+            instances.get_topic_name(): forward_instance,
         },
     )
 
@@ -171,6 +166,21 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
     @app.agent(rekeyed, name="fold-rekeyed")
     async def fold_rekeyed(stream: Any) -> None:
         await fold_records(stream, is_rekeyed=True)
+
+    @app.agent(instances, name="join-instances")
+    async def join_instances(stream: Any) -> None:
+        """Daily errors that name only their instance, joined to their recording (join.py)."""
+        async for event in stream.events():
+            message = event.message
+            await pipeline.handle_instance(
+                message.topic,
+                message.partition,
+                message.offset,
+                message.key,
+                message.value,
+                header_dict(message.headers),
+            )
+            sweeper.handled(message.topic, message.partition, message.offset)
 
     async def fetch_one(fetcher: Fetcher, message: Any) -> None:
         await pipeline.handle_fetch_request(

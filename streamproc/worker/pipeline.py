@@ -2,12 +2,13 @@
 
 For a raw record the steps are:
 
-1. decode it to a canonical event (or dead-letter it, or count and skip it);
+1. decode it to a canonical event (or dead-letter it, or count and skip it); an event that
+   names only its instance goes to the instance join instead (``join.py``) and stops;
 2. if its Kafka key is not the recording id, forward it to the re-keyed topic and stop
    (so every recording's state lives in one partition);
 3. fold it into the recording's table entry (the table's changelog is written by Faust);
 4. send the new state, one lifecycle message per transition, and a fetch request on the
-   first ``finished``;
+   first ``finished`` (and, for an event naming an instance too, a link to the join);
 5. Faust flushes those sends, then commits the record's offset.
 
 A crash before 5 redelivers the record. If the table already holds it (its changelog write
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping, MutableMapping
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -35,19 +36,16 @@ from streamproc.fold import RecordingState, SourcePosition, fold
 from streamproc.providers.decode import (
     MAX_EVENT_BYTES,
     Skipped,
+    Unlinked,
     Unusable,
     decode_record,
     header_dict,
 )
+from streamproc.worker.join import InstanceJoin
+from streamproc.worker.senders import Sender
 
 log = logging.getLogger(__name__)
 SOURCE_HEADERS = ("source-topic", "source-partition", "source-offset")
-
-
-class Sender(Protocol):
-    """Anything with Faust's ``send(key=, value=, headers=)``: a topic or a ProducerSender."""
-
-    async def send(self, *, key: bytes, value: bytes, headers: Any = None) -> Any: ...
 
 
 class Pipeline:
@@ -61,6 +59,8 @@ class Pipeline:
         downloads: Sender,
         dead_letters: Sender,
         rekeyed: Sender,
+        instances: Sender,
+        instance_table: MutableMapping[bytes, bytes],
         max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         self.max_event_bytes = max_event_bytes
@@ -72,6 +72,9 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.rekeyed = rekeyed
         self.counts: Counter[str] = Counter()
+        self.join = InstanceJoin(
+            instance_table, instances, rekeyed, self._dead_letter_join, self.counts
+        )
 
     async def dead_letter(
         self,
@@ -134,6 +137,11 @@ class Pipeline:
         if isinstance(decoded, Skipped):
             self.counts[f"skipped.{decoded.provider}.{decoded.event_type}"] += 1
             return
+        if isinstance(decoded, Unlinked):
+            await self.join.route(
+                decoded.instance_id, value or b"", {**headers, **_source_headers(source)}
+            )
+            return
         recording_key = decoded.recording_id.encode()
         if key != recording_key:
             self.counts["rekeyed"] += 1
@@ -147,6 +155,32 @@ class Pipeline:
             await self.dead_letter(
                 "fold", repr(exc), source, key, value, headers, decoded.recording_id
             )
+            return
+        if decoded.instance_id:
+            await self.join.link(decoded.instance_id, decoded.recording_id)
+
+    async def handle_instance(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Mapping[str, bytes],
+    ) -> None:
+        """One record of the instances topic: a link or an event to join (``join.py``)."""
+        source = _original_source(topic, partition, offset, headers)
+        await self.join.handle(key or b"", value or b"", headers, source)
+
+    async def _dead_letter_join(
+        self,
+        reason: str,
+        source: SourcePosition,
+        key: bytes,
+        value: bytes,
+        headers: Mapping[str, bytes],
+    ) -> None:
+        await self.dead_letter("join", reason, source, key, value, headers)
 
     async def _fold(self, key: bytes, event: Any, source: SourcePosition) -> None:
         stored = self.table.get(key)

@@ -18,10 +18,16 @@ def rekeyed_topic(settings: Settings) -> str:
     return f"{settings.app_id}-rekeyed"
 
 
+def instances_topic(settings: Settings) -> str:
+    """Internal: events keyed by Daily's instance id, and the links to their recordings."""
+    return f"{settings.app_id}-instances"
+
+
 def worker_topics(settings: Settings, partitions: int) -> list[TopicSpec]:
     return [
         TopicSpec(settings.raw_topic, partitions),
         TopicSpec(rekeyed_topic(settings), partitions),
+        TopicSpec(instances_topic(settings), partitions),
         TopicSpec(settings.state_topic, partitions, COMPACTED),
         TopicSpec(settings.lifecycle_topic, partitions),
         TopicSpec(settings.fetch_topic, partitions),

@@ -54,3 +54,15 @@ def test_a_dead_letter_leaves_out_a_value_too_big_to_carry_but_says_its_size():
     large = dead_letter_message(stage="decode", reason="r", source=source, key=b"k", value=big)
     assert (large["value_base64"], large["value_size"]) == (None, len(big))
     assert large["source"] == {"topic": "recordings.raw", "partition": 1, "offset": 3}
+
+
+def test_an_error_that_names_only_its_instance_waits_for_the_join():
+    from streamproc.providers.decode import LINKED_RECORDING_HEADER, Unlinked
+
+    body = example("daily", "recording.error")
+    decoded = decode_record(body, {"provider": b"daily"})
+    assert isinstance(decoded, Unlinked)
+    assert decoded.instance_id == "c3df927c-f738-4471-a2b7-066fa7e95a6b"
+    joined = decode_record(body, {"provider": b"daily", LINKED_RECORDING_HEADER: b"rec-1"})
+    assert not isinstance(joined, Unlinked | Unusable | Skipped)
+    assert (joined.recording_id, joined.status) == ("rec-1", "failed")

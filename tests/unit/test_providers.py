@@ -1,5 +1,7 @@
 """Provider checks and the raw-to-canonical mapping, on the example payloads from the seeds."""
 
+import dataclasses
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -59,6 +61,9 @@ def test_canonical_mapping_of_examples_matches_the_canonical_schema(provider, na
         return
     event = PROVIDERS[provider].canonical(body)
     assert event is not None
+    if not event.recording_id:  # named only by its instance: the worker's join fills it in
+        assert event.instance_id
+        event = dataclasses.replace(event, recording_id="joined-recording")
     assert schemas.first_error("canonical/recording-event.json", event.to_dict()) is None
 
 
@@ -71,7 +76,11 @@ def test_daily_mapping_keeps_the_fields_the_fold_needs():
     assert finished.tracks is not None and [t.kind for t in finished.tracks] == ["video", "audio"]
     error = daily.PROVIDER.canonical(example("daily", "recording.error"))
     assert error is not None and error.status == "failed"
-    assert error.recording_id == "c3df927c-f738-4471-a2b7-066fa7e95a6b"  # instance_id
+    assert (error.recording_id, error.instance_id) == ("", "c3df927c-f738-4471-a2b7-066fa7e95a6b")
+    started = daily.PROVIDER.canonical(example("daily", "recording.started"))
+    assert started is not None
+    assert started.recording_id == "08fa0b24-9220-44c5-846c-3f116cf8e738"
+    assert started.instance_id == error.instance_id  # what the worker joins them by
 
 
 @pytest.mark.parametrize(
