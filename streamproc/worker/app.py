@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import faust
@@ -145,42 +147,32 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         except KafkaError as exc:
             log.warning("could not check for skipped records: %r", exc)
 
-    async def fold_records(stream: Any, is_rekeyed: bool) -> None:
+    async def consume(stream: Any, handle: Callable[..., Awaitable[None]]) -> None:
+        """Each record through ``handle``, then marked handled for the sweeper."""
         async for event in stream.events():
             message = event.message
-            await pipeline.handle_raw(
+            await handle(
                 message.topic,
                 message.partition,
                 message.offset,
                 message.key,
                 message.value,
                 header_dict(message.headers),
-                rekeyed=is_rekeyed,
             )
             sweeper.handled(message.topic, message.partition, message.offset)
 
     @app.agent(raw, name="fold-raw")
     async def fold_raw(stream: Any) -> None:
-        await fold_records(stream, is_rekeyed=False)
+        await consume(stream, pipeline.handle_raw)
 
     @app.agent(rekeyed, name="fold-rekeyed")
     async def fold_rekeyed(stream: Any) -> None:
-        await fold_records(stream, is_rekeyed=True)
+        await consume(stream, partial(pipeline.handle_raw, rekeyed=True))
 
     @app.agent(instances, name="join-instances")
     async def join_instances(stream: Any) -> None:
         """Daily errors that name only their instance, joined to their recording (join.py)."""
-        async for event in stream.events():
-            message = event.message
-            await pipeline.handle_instance(
-                message.topic,
-                message.partition,
-                message.offset,
-                message.key,
-                message.value,
-                header_dict(message.headers),
-            )
-            sweeper.handled(message.topic, message.partition, message.offset)
+        await consume(stream, pipeline.handle_instance)
 
     async def fetch_one(fetcher: Fetcher, message: Any) -> None:
         await pipeline.handle_fetch_request(

@@ -59,6 +59,12 @@ def _with(document: bytes, **changes) -> bytes:
     return orjson.dumps(data)
 
 
+def _states_and_join_settled(states: dict, recordings: dict) -> bool:
+    cloud = states.get("08fa0b24-9220-44c5-846c-3f116cf8e738", {})
+    statuses = {k: v["status"] for k, v in states.items()}
+    return statuses == recordings and cloud.get("events_applied") == 3
+
+
 @pytest.fixture(scope="module")
 def stack(broker, s3_endpoint, tmp_path_factory):
     prefix = f"e2e-{uuid.uuid4().hex[:6]}"
@@ -115,7 +121,19 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
     daily_started = example("daily", "recording.started")
     daily_ready = example("daily", "recording.ready-to-download")
     raw_tracks = example("daily", "recording.ready-to-download.raw-tracks")
+    # Daily's error names only the instance: it is joined to the recording that instance
+    # started (08fa0b24, which also finished: the file wins), and a second instance's error,
+    # sent before its start, fails that recording once the start arrives.
     failing = _with(example("daily", "recording.error"), id="err-1")
+    early_error = _with(
+        example("daily", "recording.error"), id="err-2", payload__instance_id="inst-failing"
+    )
+    late_start = _with(
+        daily_started,
+        id="sta-failing",
+        payload__recording_id="rec-failing",
+        payload__instance_id="inst-failing",
+    )
     missing_file = _with(
         daily_ready,
         id="rtd-missing",
@@ -134,6 +152,8 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         ("openvidu", ov_updated),
         ("daily", raw_tracks),
         ("daily", failing),
+        ("daily", early_error),
+        ("daily", late_start),
         ("daily", daily_ready),
         ("daily", missing_file),
     ]:
@@ -166,7 +186,7 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         "08fa0b24-9220-44c5-846c-3f116cf8e738": "finished",
         "5b0a61b6-1c9d-4b0f-9c3e-2f0e7a8d9c11": "finished",
         "room-123--EG_XYZ--XX445": "finished",
-        "c3df927c-f738-4471-a2b7-066fa7e95a6b": "failed",
+        "rec-failing": "failed",
         "rec-mis-keyed": "active",
         "rec-no-file": "finished",
     }
@@ -181,13 +201,16 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         await _wait_for(
             bootstrap,
             env["STREAMPROC_STATE_TOPIC"],
-            lambda found: {k: v["status"] for k, v in latest(found).items()} == recordings,
+            lambda found: _states_and_join_settled(latest(found), recordings),
         )
     )
     assert {k: v["status"] for k, v in state.items()} == recordings
     cloud = state["08fa0b24-9220-44c5-846c-3f116cf8e738"]
     assert cloud["started_at"] == 1692124183 and cloud["duration_s"] == 9
-    assert cloud["s3_key"] == DAILY_CLOUD and cloud["events_applied"] == 2
+    # started, ready-to-download and the error joined through its instance id
+    assert cloud["s3_key"] == DAILY_CLOUD and cloud["events_applied"] == 3
+    assert cloud["error"] == "cloud-recording-error: recording stopped unexpectedly"
+    assert "c3df927c-f738-4471-a2b7-066fa7e95a6b" not in state  # no row keyed by an instance
 
     lifecycle = await _wait_for(
         bootstrap,
@@ -200,7 +223,7 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
     )
 
     assert [m["recording_id"] for m in lifecycle if m["type"] == "recording.failed"] == [
-        "c3df927c-f738-4471-a2b7-066fa7e95a6b"
+        "rec-failing"
     ]
     assert len({m["event_id"] for m in lifecycle}) == len(lifecycle)
 

@@ -193,3 +193,37 @@ def test_replay_names_a_missing_state_topic_without_a_traceback(log):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "replay failed: topic 'missing-" in result.stderr
+
+
+async def test_replay_joins_errors_named_by_instance_like_the_worker(broker):
+    """An error before its start is held and applied once the start names the recording; an
+    error whose instance never starts is reported, never folded as a recording of its own."""
+    prefix = f"replay-join-{uuid.uuid4().hex[:6]}"
+    settings = Settings(kafka_bootstrap=broker.bootstrap, raw_topic=f"{prefix}.raw")
+    await ensure_topics(broker.bootstrap, [TopicSpec(settings.raw_topic, 2)])
+
+    def error(instance: str) -> bytes:
+        payload = {"instance_id": instance, "error_msg": "boom", "room_name": "r"}
+        document = {"version": "1.0.0", "type": "recording.error", "id": f"err-{instance}"}
+        return orjson.dumps(document | {"payload": payload, "event_ts": 1010})
+
+    started = orjson.loads(daily("recording.started", "rec-x", 1000))
+    started["payload"]["instance_id"] = "inst-x"
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    await producer.start()
+    try:
+        daily_header = [("provider", b"daily")]
+        for partition, body in [
+            (0, error("inst-x")),
+            (1, orjson.dumps(started)),
+            (0, error("inst-never")),
+        ]:
+            await producer.send_and_wait(
+                settings.raw_topic, body, partition=partition, headers=daily_header
+            )
+    finally:
+        await producer.stop()
+    result = await replay(settings, ReplayRange(), dry_run=True, progress=False)
+    assert {rid: state.status for rid, state in result.states.items()} == {"rec-x": "failed"}
+    assert result.states["rec-x"].error == "boom"
+    assert list(result.held) == ["inst-never"]
