@@ -24,6 +24,10 @@ LIFECYCLE_VERSION = "1.0.0"
 FETCH_REQUEST_VERSION = "1.0.0"
 DOWNLOAD_VERSION = "1.0.0"
 DEAD_LETTER_VERSION = "1.0.0"
+START_FAILED = "recording.start-failed"
+START_GRACE_S = 600.0
+"""An instance that no ``recording.started`` names this long (in event time) after its first
+error is a failed start attempt; Daily starts a recording within seconds of the call."""
 NAMESPACE = uuid.UUID("6f1c6a8e-3a53-4f43-9a55-6d1b8f2b7c11")
 """Fixed forever: changing it would change every derived id."""
 
@@ -71,6 +75,32 @@ def lifecycle_message(transition: Transition) -> dict[str, Any]:
         "to_status": transition.to_status,
         "occurred_at": transition.occurred_at,
         "caused_by": transition.caused_by,
+    }
+
+
+def start_failed_message(
+    provider: str,
+    instance_id: str,
+    caused_by: str,
+    occurred_at: float,
+    room: str | None,
+    error: str | None,
+) -> dict[str, Any]:
+    """A recording attempt that failed before any recording existed (Daily's error for an
+    instance that no ``recording.started`` followed): keyed by instance, no recording id."""
+    return {
+        "version": LIFECYCLE_VERSION,
+        "event_id": stable_id(provider, instance_id, START_FAILED),
+        "type": START_FAILED,
+        "recording_id": None,
+        "instance_id": instance_id,
+        "provider": provider,
+        "from_status": None,
+        "to_status": "failed",
+        "occurred_at": occurred_at,
+        "caused_by": caused_by,
+        "room": room,
+        "error": error,
     }
 
 

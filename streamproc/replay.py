@@ -52,6 +52,8 @@ class ReplayResult:
     held: dict[str, list[tuple[RecordingEvent, SourcePosition, bool]]] = field(default_factory=dict)
     """Events naming only an instance not linked yet, with where they came from and whether
     their outputs are in the replayed range."""
+    watermark: float = 0.0
+    """The newest event time seen: the worker's join keeps one per partition."""
 
 
 async def _offset_at(
@@ -134,6 +136,7 @@ async def replay(
                     refetch=refetch,
                     fold_fn=fold_fn,
                 )
+        _announce_failed_starts(result, settings, output_suffix)
         bar.close()
     finally:
         await consumer.stop()
@@ -176,6 +179,8 @@ def _apply(
         result.counts["unusable" if isinstance(decoded, Unusable) else "skipped"] += 1
         return
     source = SourcePosition(record.topic, record.partition, record.offset)
+    event_time = decoded.event.occurred_at if isinstance(decoded, Unlinked) else decoded.occurred_at
+    result.watermark = max(result.watermark, event_time)
     options = {"settings": settings, "output_suffix": output_suffix, "refetch": refetch}
     if isinstance(decoded, Unlinked):
         recording_id = result.linked.get(decoded.instance_id)
@@ -189,6 +194,32 @@ def _apply(
         for event, held_source, held_emit in result.held.pop(decoded.instance_id, []):
             linked = replace(event, recording_id=decoded.recording_id)
             _fold_one(result, linked, held_source, held_emit, fold_fn, **options)
+
+
+def _announce_failed_starts(
+    result: ReplayResult, settings: Settings, output_suffix: str | None
+) -> None:
+    """The worker's join step 4 (``worker/join.py``), once the whole range is read: every
+    instance still unlinked ``START_GRACE_S`` before the newest event time is a failed start. The
+    worker decides per partition as it goes, so a start that came more than the grace after
+    its error (in event time) can be announced live and not here."""
+    topic = settings.lifecycle_topic
+    name = f"{topic}.{output_suffix}" if output_suffix else topic
+    for instance_id, held in sorted(result.held.items()):
+        first, _, emit = min(held, key=lambda item: item[0].occurred_at)
+        if first.occurred_at >= result.watermark - derived.START_GRACE_S or not emit:
+            continue
+        message = derived.start_failed_message(
+            provider=first.provider,
+            instance_id=instance_id,
+            caused_by=first.event_id,
+            occurred_at=first.occurred_at,
+            room=first.room,
+            error=first.error,
+        )
+        result.emitted.append((name, instance_id.encode(), derived.encode(message)))
+        result.counts[f"emitted.{topic}"] += 1
+        result.counts["start_failed"] += 1
 
 
 def _fold_one(

@@ -73,7 +73,12 @@ class Pipeline:
         self.rekeyed = rekeyed
         self.counts: Counter[str] = Counter()
         self.join = InstanceJoin(
-            instance_table, instances, rekeyed, self._dead_letter_join, self.counts
+            instance_table,
+            instances,
+            rekeyed,
+            self._dead_letter_join,
+            self._announce_start_failed,
+            self.counts,
         )
 
     async def dead_letter(
@@ -138,9 +143,16 @@ class Pipeline:
             self.counts[f"skipped.{decoded.provider}.{decoded.event_type}"] += 1
             return
         if isinstance(decoded, Unlinked):
-            await self.join.route(
-                decoded.instance_id, value or b"", {**headers, **_source_headers(source)}
-            )
+            event = decoded.event
+            summary = {
+                "event_id": event.event_id,
+                "at": event.occurred_at,
+                "provider": event.provider,
+                "room": event.room,
+                "error": event.error,
+            }
+            routed = {**headers, **_source_headers(source)}
+            await self.join.route(decoded.instance_id, value or b"", routed, summary)
             return
         recording_key = decoded.recording_id.encode()
         if key != recording_key:
@@ -157,7 +169,7 @@ class Pipeline:
             )
             return
         if decoded.instance_id:
-            await self.join.link(decoded.instance_id, decoded.recording_id)
+            await self.join.link(decoded.instance_id, decoded.recording_id, decoded.occurred_at)
 
     async def handle_instance(
         self,
@@ -170,7 +182,18 @@ class Pipeline:
     ) -> None:
         """One record of the instances topic: a link or an event to join (``join.py``)."""
         source = _original_source(topic, partition, offset, headers)
-        await self.join.handle(key or b"", value or b"", headers, source)
+        await self.join.handle(key or b"", value or b"", headers, source, partition)
+
+    async def _announce_start_failed(self, instance_id: str, summary: Mapping[str, Any]) -> None:
+        message = derived.start_failed_message(
+            provider=str(summary.get("provider", "")),
+            instance_id=instance_id,
+            caused_by=str(summary.get("event_id", "")),
+            occurred_at=float(summary.get("at", 0.0)),
+            room=summary.get("room"),
+            error=summary.get("error"),
+        )
+        await self.lifecycle.send(key=instance_id.encode(), value=derived.encode(message))
 
     async def _dead_letter_join(
         self,

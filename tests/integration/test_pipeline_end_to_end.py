@@ -20,6 +20,7 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from streamproc import schemas
 from streamproc.processes import free_port, stop_process
@@ -57,6 +58,25 @@ def _with(document: bytes, **changes) -> bytes:
             target = target[parent]
         target[leaf] = value
     return orjson.dumps(data)
+
+
+PARTITIONS = 4
+"""The raw topic's (and so the instances topic's) partition count in these tests."""
+
+
+def _same_partition_as(instance_id: str, partitions: int) -> str:
+    """Another instance id that the producer's partitioner (murmur2, as Kafka's and Faust's)
+    puts on the same partition: the join's event-time watermark is per partition."""
+    partition_of = DefaultPartitioner()
+    wanted = partition_of(instance_id.encode(), list(range(partitions)), list(range(partitions)))
+    for index in range(1000):
+        candidate = f"inst-later-{index}"
+        if (
+            partition_of(candidate.encode(), list(range(partitions)), list(range(partitions)))
+            == wanted
+        ):
+            return candidate
+    raise AssertionError("no instance id on the same partition")
 
 
 def _states_and_join_settled(states: dict, recordings: dict) -> bool:
@@ -128,6 +148,15 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
     early_error = _with(
         example("daily", "recording.error"), id="err-2", payload__instance_id="inst-failing"
     )
+    never_started = _with(
+        example("daily", "recording.error"), id="err-3", payload__instance_id="inst-never"
+    )
+    an_hour_later = _with(
+        example("daily", "recording.error"),
+        id="err-4",
+        payload__instance_id=_same_partition_as("inst-never", PARTITIONS),
+        event_ts=orjson.loads(example("daily", "recording.error"))["event_ts"] + 3600,
+    )
     late_start = _with(
         daily_started,
         id="sta-failing",
@@ -154,6 +183,10 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         ("daily", failing),
         ("daily", early_error),
         ("daily", late_start),
+        # An instance that never starts, and an error on the same instances partition an hour
+        # of event time later: the first is then announced as a failed start attempt.
+        ("daily", never_started),
+        ("daily", an_hour_later),
         ("daily", daily_ready),
         ("daily", missing_file),
     ]:
@@ -222,6 +255,16 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         k for k, v in recordings.items() if v == "finished"
     )
 
+    start_failed = await _wait_for(
+        bootstrap,
+        env["STREAMPROC_LIFECYCLE_TOPIC"],
+        lambda found: any(m["type"] == "recording.start-failed" for m in found),
+    )
+    assert [
+        (m["instance_id"], m["recording_id"], m["caused_by"])
+        for m in start_failed
+        if m["type"] == "recording.start-failed"
+    ] == [("inst-never", None, "err-3")]
     assert [m["recording_id"] for m in lifecycle if m["type"] == "recording.failed"] == [
         "rec-failing"
     ]

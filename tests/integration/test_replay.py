@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from streamproc import schemas
 from streamproc.fold import fold
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 from streamproc.replay import ReplayRange, current_states, replay, status_changes
@@ -202,10 +203,10 @@ async def test_replay_joins_errors_named_by_instance_like_the_worker(broker):
     settings = Settings(kafka_bootstrap=broker.bootstrap, raw_topic=f"{prefix}.raw")
     await ensure_topics(broker.bootstrap, [TopicSpec(settings.raw_topic, 2)])
 
-    def error(instance: str) -> bytes:
+    def error(instance: str, at: int = 1010) -> bytes:
         payload = {"instance_id": instance, "error_msg": "boom", "room_name": "r"}
         document = {"version": "1.0.0", "type": "recording.error", "id": f"err-{instance}"}
-        return orjson.dumps(document | {"payload": payload, "event_ts": 1010})
+        return orjson.dumps(document | {"payload": payload, "event_ts": at})
 
     started = orjson.loads(daily("recording.started", "rec-x", 1000))
     started["payload"]["instance_id"] = "inst-x"
@@ -213,11 +214,14 @@ async def test_replay_joins_errors_named_by_instance_like_the_worker(broker):
     await producer.start()
     try:
         daily_header = [("provider", b"daily")]
-        for partition, body in [
+        bodies = [
             (0, error("inst-x")),
             (1, orjson.dumps(started)),
             (0, error("inst-never")),
-        ]:
+            (1, error("inst-recent", at=1010 + 500)),
+            (1, error("inst-later", at=1010 + 700)),  # 700 s later: inst-never is overdue
+        ]
+        for partition, body in bodies:
             await producer.send_and_wait(
                 settings.raw_topic, body, partition=partition, headers=daily_header
             )
@@ -226,4 +230,14 @@ async def test_replay_joins_errors_named_by_instance_like_the_worker(broker):
     result = await replay(settings, ReplayRange(), dry_run=True, progress=False)
     assert {rid: state.status for rid, state in result.states.items()} == {"rec-x": "failed"}
     assert result.states["rec-x"].error == "boom"
-    assert list(result.held) == ["inst-never"]
+    assert sorted(result.held) == ["inst-later", "inst-never", "inst-recent"]
+    announced = [
+        orjson.loads(value)
+        for topic, _, value in result.emitted
+        if topic == settings.lifecycle_topic
+    ]
+    started_failures = [m for m in announced if m["type"] == "recording.start-failed"]
+    assert [(m["instance_id"], m["recording_id"], m["error"]) for m in started_failures] == [
+        ("inst-never", None, "boom")
+    ]
+    assert schemas.first_error("derived/lifecycle.json", started_failures[0]) is None
