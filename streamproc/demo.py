@@ -35,12 +35,17 @@ class Delivery:
     body: bytes
 
 
-def _daily(kind: str, index: int, recording: str, at: int, **payload: Any) -> Delivery:
+def _daily(kind: str, index: int, recording: str | None, at: int, **payload: Any) -> Delivery:
+    """A Daily event; ``recording`` None for one that names only its instance, as Daily's
+    ``recording.error`` does (the worker joins it to the recording through the instance)."""
+    ids = {"instance_id": f"demo-instance-{index:04d}"}
+    if recording is not None:
+        ids["recording_id"] = recording
     document = {
         "version": "1.0.0",
         "type": kind,
         "id": f"demo-{kind}-{index}",
-        "payload": {"recording_id": recording, "room_name": f"demo-room-{index % 7}", **payload},
+        "payload": {**ids, "room_name": f"demo-room-{index % 7}", **payload},
         "event_ts": at,
     }
     return Delivery("daily", orjson.dumps(document))
@@ -79,7 +84,7 @@ def demo_stream(recordings: int, seed: int = 7) -> tuple[list[Delivery], dict[st
                         _daily(
                             "recording.error",
                             index,
-                            recording,
+                            None,
                             now + 5,
                             error_msg="demo: the recorder crashed",
                         ),
