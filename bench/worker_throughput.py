@@ -1,7 +1,8 @@
-"""Worker throughput: events/s folded by ``streamproc worker`` vs a plain Faust Table agent.
+"""Worker throughput: events/s folded by ``streamproc worker`` vs a plain Faust Table agent
+and vs a bare aiokafka consume -> orjson -> two produces -> commit loop (the ceiling).
 
-Both consume the same raw topic (signed-edge-shaped events, 4 partitions) on the embedded
-broker in this run; the ratio is what to compare across machines. Usage:
+All consume the same raw topic (signed-edge-shaped events, 4 partitions) on the embedded
+broker in this run; the ratios are what to compare across machines. Usage:
 
     .venv/bin/python bench/worker_throughput.py [--events 20000]
 """
@@ -98,6 +99,8 @@ async def measure(command, env, bootstrap, group, topic, total, label) -> float:
             if done and first_at is None:
                 first_at, first_done = now, done
             if done >= total:
+                if done - first_done < total // 5:
+                    raise RuntimeError(f"{label} was too fast to measure: use more --events")
                 rate = (done - first_done) / max(now - first_at, 1e-6)
                 print(f"{label:<28} {rate:10,.0f} events/s  ({done - first_done} events measured)")
                 return rate
@@ -136,6 +139,23 @@ async def main() -> None:
             total,
             "plain Faust table agent",
         )
+        await ensure_topics(
+            bootstrap, [TopicSpec("bare.state", PARTITIONS), TopicSpec("bare.lc", PARTITIONS)]
+        )
+        bare = await measure(
+            [sys.executable, str(HERE / "aiokafka_baseline.py")],
+            {
+                **baseline_env,
+                "BENCH_GROUP": "bench-bare",
+                "BENCH_STATE_TOPIC": "bare.state",
+                "BENCH_LC_TOPIC": "bare.lc",
+            },
+            bootstrap,
+            "bench-bare",
+            topic,
+            total,
+            "bare aiokafka loop",
+        )
         worker_env = {
             **os.environ,
             "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap,
@@ -160,6 +180,7 @@ async def main() -> None:
             "streamproc worker (fold)",
         )
         print(f"ratio streamproc / plain Faust: {worker / baseline:.2f}")
+        print(f"ratio streamproc / bare aiokafka loop: {worker / bare:.2f}")
 
 
 if __name__ == "__main__":
