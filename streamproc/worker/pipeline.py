@@ -182,7 +182,11 @@ class Pipeline:
     ) -> None:
         """One record of the instances topic: a link or an event to join (``join.py``)."""
         source = _original_source(topic, partition, offset, headers)
-        await self.join.handle(key or b"", value or b"", headers, source, partition)
+        try:
+            await self.join.handle(key or b"", value or b"", headers, source, partition)
+        except Exception as exc:  # a record this worker did not write (the topic is internal)
+            log.exception("instance join failed for %s:%d@%d", topic, partition, offset)
+            await self.dead_letter("join", repr(exc), source, key, value, headers)
 
     async def _announce_start_failed(self, instance_id: str, summary: Mapping[str, Any]) -> None:
         message = derived.start_failed_message(

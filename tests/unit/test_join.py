@@ -118,3 +118,35 @@ def test_an_instance_still_unlinked_a_grace_later_in_event_time_is_a_failed_star
     assert [instance for instance, _ in ANNOUNCED] == ["inst-never", "inst-other"]  # once each
     _link(join, b"inst-never", "rec-never", at=6000.0)  # a start after all still releases
     assert [(key, value) for key, value, _ in rekeyed.sent] == [(b"rec-never", b"e1")]
+
+
+def test_a_malformed_link_is_dead_lettered_by_the_pipeline_not_a_crash():
+    import asyncio as aio
+
+    from streamproc.worker.pipeline import Pipeline
+
+    sent: list[tuple[bytes, bytes]] = []
+
+    class Topic:
+        async def send(self, *, key, value, headers=None):
+            sent.append((key, value))
+
+    topic = Topic()
+    pipeline = Pipeline(
+        table={},
+        state=topic,
+        lifecycle=topic,
+        fetch_requests=topic,
+        downloads=topic,
+        dead_letters=topic,
+        rekeyed=topic,
+        instances=topic,
+        instance_table={},
+    )
+    aio.run(
+        pipeline.handle_instance("x-instances", 0, 3, b"inst", b"not json", {LINK_HEADER: b"1"})
+    )
+    [(key, value)] = sent
+    assert key == b"inst"
+    dead = orjson.loads(value)
+    assert (dead["stage"], dead["source"]["offset"]) == ("join", 3)
