@@ -77,8 +77,8 @@ async def test_slowloris_heads_are_cut_off_while_valid_senders_are_served(strict
     grown_mib = (rss_with_slow_clients - rss_before) / 1024
     print(
         f"\n{SLOW_CLIENTS} slowloris and {IDLE_CLIENTS} idle connections: edge RSS "
-        f"+{grown_mib:.1f} MiB; a valid webhook answered in {served_in * 1000:.0f} ms meanwhile;"
-        " all cut off"
+        f"{rss_with_slow_clients / 1024:.1f} MiB (+{grown_mib:.1f}); a valid webhook answered in "
+        f"{served_in * 1000:.0f} ms meanwhile; all cut off"
     )
     assert grown_mib < 64
     published = await read_topic(strict_edge.bootstrap, "slow-clients.raw", expect=1)
