@@ -19,8 +19,10 @@ import orjson
 from streamproc.events import tracks_as_dicts
 from streamproc.fold import FetchRequest, FoldOutput, RecordingState, SourcePosition, Transition
 
-STATE_VERSION = "1.0.0"
-LIFECYCLE_VERSION = "1.0.0"
+STATE_VERSION = "1.1.0"
+"""1.1: status ``stalled``."""
+LIFECYCLE_VERSION = "1.1.0"
+"""1.1: ``recording.stalled`` and ``recording.start-failed``."""
 FETCH_REQUEST_VERSION = "1.0.0"
 DOWNLOAD_VERSION = "1.0.0"
 DEAD_LETTER_VERSION = "1.0.0"

@@ -4,7 +4,9 @@
 order and any duplication of one recording's events reach the same final state:
 
 - an event id already applied changes nothing (idempotent);
-- the status only moves up ``starting < active < ending < failed < finished``. Terminal
+- the status only moves up ``starting < active < stalled < ending < failed < finished``.
+  ``stalled`` comes from no event: ``stall`` sets it when event time has moved on too far
+  without one (``stalls.py``); a later ending, failed or finished event moves it on. Terminal
   states absorb everything before them; ``finished`` outranks ``failed`` because Daily may
   report an error and still deliver a downloadable file, and the file is the stronger fact;
 - every other field keeps the value of the highest-precedence event that carried one
@@ -28,10 +30,21 @@ from typing import Any
 
 from streamproc.events import RecordingEvent, Track, tracks_as_dicts
 
-STATUS_RANK: dict[str, int] = {"starting": 0, "active": 1, "ending": 2, "failed": 3, "finished": 4}
+STATUS_RANK: dict[str, float] = {
+    "starting": 0,
+    "active": 1,
+    "stalled": 1.5,
+    "ending": 2,
+    "failed": 3,
+    "finished": 4,
+}
+"""``stalled`` sits between two event statuses so that stored precedences keep their meaning."""
+OPEN_STATUSES = frozenset({"starting", "active"})
+"""A recording in these can stall."""
 TRANSITION_TYPES: dict[str, str] = {
     "starting": "recording.starting",
     "active": "recording.active",
+    "stalled": "recording.stalled",
     "ending": "recording.ending",
     "failed": "recording.failed",
     "finished": "recording.completed",
@@ -46,7 +59,7 @@ MERGED_FIELDS = (
     "filename",
     "error",
 )
-Precedence = tuple[int, float, str]
+Precedence = tuple[float, float, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +286,26 @@ def fold(
     new_state = replace(new_state, transitions=(*base.transitions, transition))
     fetch = _fetch_request(new_state) if status == "finished" else None
     return new_state, FoldOutput(changed=True, transitions=(transition,), fetch=fetch)
+
+
+def stall(
+    state: RecordingState, watermark: float, after_s: float, caused_by: str
+) -> tuple[RecordingState, FoldOutput]:
+    """The recording is ``stalled`` if it is still open and event time (``watermark``, the
+    newest event time on its partition) is ``after_s`` past its last event. The transition
+    happens at that point in event time; ``caused_by`` is the event that showed it."""
+    if state.status not in OPEN_STATUSES or watermark - state.last_seen_at < after_s:
+        return state, UNCHANGED
+    transition = Transition(
+        recording_id=state.recording_id,
+        provider=state.provider,
+        from_status=state.status,
+        to_status="stalled",
+        caused_by=caused_by,
+        occurred_at=state.last_seen_at + after_s,
+    )
+    new_state = replace(state, status="stalled", transitions=(*state.transitions, transition))
+    return new_state, FoldOutput(changed=True, transitions=(transition,))
 
 
 def _fetch_request(state: RecordingState) -> FetchRequest:

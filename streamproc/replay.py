@@ -24,9 +24,11 @@ from streamproc import derived
 from streamproc.events import RecordingEvent
 from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
 from streamproc.kafka.offsets import log_ends
+from streamproc.kafka.partitions import partition_for
 from streamproc.progress import progress_bar
 from streamproc.providers.decode import Skipped, Unlinked, Unusable, decode_record, header_dict
 from streamproc.settings import Settings
+from streamproc.stalls import StallClock
 
 FoldFunction = Callable[..., tuple[RecordingState, FoldOutput]]
 
@@ -54,6 +56,10 @@ class ReplayResult:
     their outputs are in the replayed range."""
     watermark: float = 0.0
     """The newest event time seen: the worker's join keeps one per partition."""
+    partitions: int = 1
+    """Of the raw topic: a recording's stall clock is its key's partition's, as in the worker."""
+    clocks: dict[bytes, bytes] = field(default_factory=dict)
+    """The stall clocks' store (``stalls.py``), as the worker keeps them in its table."""
 
 
 async def _offset_at(
@@ -107,6 +113,7 @@ async def replay(
         partitions = sorted(
             consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
         )
+        result.partitions = len(partitions)
         if selection.partitions is not None:
             partitions = [p for p in partitions if p in set(selection.partitions)]
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -235,17 +242,49 @@ def _fold_one(
 ) -> None:
     state, output = fold_fn(result.states.get(event.recording_id), event, source)
     result.states[event.recording_id] = state
-    if not output.changed or not emit:
+    if not output.changed:
         return
-    result.counts["folded"] += 1
-    key = event.recording_id.encode()
+    result.counts["folded"] += emit
+    _emit(result, state, output, event.event_id, emit, settings, output_suffix, refetch)
+    clock = StallClock(result.clocks, settings.stall_after_s)
+    partition = partition_for(event.recording_id.encode(), result.partitions)
+    for stalled in clock.observe(
+        partition, state, event.event_id, event.occurred_at, result.states.get
+    ):
+        result.states[stalled.state.recording_id] = stalled.state
+        result.counts["stalled"] += 1
+        _emit(
+            result,
+            stalled.state,
+            stalled.output,
+            event.event_id,
+            emit,
+            settings,
+            output_suffix,
+            refetch,
+        )
 
+
+def _emit(
+    result: ReplayResult,
+    state: RecordingState,
+    output: FoldOutput,
+    event_id: str,
+    emit: bool,
+    settings: Settings,
+    output_suffix: str | None,
+    refetch: bool,
+) -> None:
+    """What the worker sends for one fold step, if its record is in the replayed range."""
+    if not emit:
+        return
+    key = state.recording_id.encode()
     topics = {
         "state": settings.state_topic,
         "lifecycle": settings.lifecycle_topic,
         "fetch": settings.fetch_topic,
     }
-    for kind, message in derived.fold_messages(state, output, event.event_id, refetch):
+    for kind, message in derived.fold_messages(state, output, event_id, refetch):
         topic = topics[kind]
         name = f"{topic}.{output_suffix}" if output_suffix else topic
         result.emitted.append((name, key, derived.encode(message)))

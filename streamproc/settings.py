@@ -69,6 +69,8 @@ class Settings:
     session_timeout_s: float = 30.0
     commit_interval_s: float = 1.0
     processing_guarantee: str = "at_least_once"
+    stall_after_s: float = 6 * 3600.0
+    """Longer than the longest recording Daily makes, so only a lost ending stalls one."""
     log_level: str = "INFO"
     log_format: str = "text"
     # downloads
@@ -121,6 +123,7 @@ class Settings:
             processing_guarantee=reader.choice(
                 "PROCESSING_GUARANTEE", defaults.processing_guarantee, GUARANTEES
             ),
+            stall_after_s=reader.number("STALL_AFTER_S", defaults.stall_after_s, low=1.0),
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, LOG_LEVELS),
             log_format=reader.choice("LOG_FORMAT", defaults.log_format, LOG_FORMATS),
             fetch_concurrency=reader.integer("FETCH_CONCURRENCY", 8, low=1, high=1024),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import subprocess
@@ -201,3 +202,15 @@ def messages(records: list) -> list[dict]:
     import orjson
 
     return [orjson.loads(record.value) for record in records]
+
+
+async def wait_for_messages(
+    bootstrap: str, topic: str, predicate, timeout_s: float = 90
+) -> list[dict]:
+    """The topic's messages once ``predicate(messages)`` holds, or when time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = messages(await read_topic(bootstrap, topic, timeout_s=1))
+        if predicate(found) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.5)

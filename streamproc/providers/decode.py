@@ -65,6 +65,9 @@ def header_dict(
     return {name: value for name, value in items}
 
 
+RESERVED_PREFIX = "\x00"
+"""The worker's tables keep their own entries under keys that begin with NUL (``stalls.py``,
+``worker/join.py``), so no recording or instance id may."""
 MAX_EVENT_BYTES = 1024 * 1024
 """The edge's default body limit (``STREAMPROC_MAX_BODY_BYTES``): no provider event is larger."""
 
@@ -99,6 +102,10 @@ def decode_record(
     if event is None:
         event_type = document.get("type") or document.get("event") or "?"
         return Skipped(provider.name, str(event_type))
+    if any(
+        name.startswith(RESERVED_PREFIX) for name in (event.recording_id, event.instance_id or "")
+    ):
+        return Unusable(f"{provider.name} event names an id that begins with NUL (reserved)")
     if not event.recording_id:
         linked = headers.get(LINKED_RECORDING_HEADER)
         if linked:

@@ -103,7 +103,9 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         rekeyed=sender(rekeyed_topic(settings)),
         instances=sender(instances_topic(settings)),
         instance_table=instance_table,
+        partitions=partitions,
         max_event_bytes=settings.max_body_bytes,
+        stall_after_s=settings.stall_after_s,
     )
 
     async def forward_raw(record: Any) -> None:

@@ -4,11 +4,13 @@ For a raw record the steps are:
 
 1. decode it to a canonical event (or dead-letter it, or count and skip it); an event that
    names only its instance goes to the instance join instead (``join.py``) and stops;
-2. if its Kafka key is not the recording id, forward it to the re-keyed topic and stop
-   (so every recording's state lives in one partition);
+2. if its Kafka key is not the recording id, or it is not on the partition Kafka's default
+   partitioner gives that key (a producer with another partitioner), forward it to the
+   re-keyed topic and stop (so every recording's state lives in one partition);
 3. fold it into the recording's table entry (the table's changelog is written by Faust);
 4. send the new state, one lifecycle message per transition, and a fetch request on the
-   first ``finished`` (and, for an event naming an instance too, a link to the join);
+   first ``finished`` (and, for an event naming an instance too, a link to the join); then
+   let the partition's stall clock (``stalls.py``) declare the recordings that stalled;
 5. Faust flushes those sends, then commits the record's offset.
 
 A crash before 5 redelivers the record. If the table already holds it (its changelog write
@@ -32,7 +34,8 @@ import orjson
 from streamproc import derived
 from streamproc.fetch.errors import FetchError
 from streamproc.fetch.fetcher import Fetcher
-from streamproc.fold import RecordingState, SourcePosition, fold
+from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
+from streamproc.kafka.partitions import partition_for
 from streamproc.providers.decode import (
     MAX_EVENT_BYTES,
     Skipped,
@@ -41,6 +44,8 @@ from streamproc.providers.decode import (
     decode_record,
     header_dict,
 )
+from streamproc.settings import Settings
+from streamproc.stalls import StallClock
 from streamproc.worker.join import InstanceJoin
 from streamproc.worker.senders import Sender
 
@@ -61,8 +66,12 @@ class Pipeline:
         rekeyed: Sender,
         instances: Sender,
         instance_table: MutableMapping[bytes, bytes],
+        partitions: int,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        stall_after_s: float = Settings.stall_after_s,
     ) -> None:
+        self.partitions = partitions
+        self.stalls = StallClock(table, stall_after_s)
         self.max_event_bytes = max_event_bytes
         self.table = table
         self.state = state
@@ -155,13 +164,14 @@ class Pipeline:
             await self.join.route(decoded.instance_id, value or b"", routed, summary)
             return
         recording_key = decoded.recording_id.encode()
-        if key != recording_key:
+        if key != recording_key or partition != partition_for(recording_key, self.partitions):
             self.counts["rekeyed"] += 1
             forwarded = {**headers, **_source_headers(source)}
             await self.rekeyed.send(key=recording_key, value=value, headers=list(forwarded.items()))
             return
         try:
-            await self._fold(recording_key, decoded, source)
+            here = SourcePosition(topic, partition, offset)
+            await self._fold(recording_key, decoded, source, here)
         except Exception as exc:
             log.exception("fold failed for %s", decoded.recording_id)
             await self.dead_letter(
@@ -209,10 +219,16 @@ class Pipeline:
     ) -> None:
         await self.dead_letter("join", reason, source, key, value, headers)
 
-    async def _fold(self, key: bytes, event: Any, source: SourcePosition) -> None:
-        stored = self.table.get(key)
-        state = None if stored is None else RecordingState.from_dict(orjson.loads(stored))
-        new_state, output = fold(state, event, source)
+    def _state(self, recording_id: str) -> RecordingState | None:
+        stored = self.table.get(recording_id.encode())
+        return None if stored is None else RecordingState.from_dict(orjson.loads(stored))
+
+    async def _fold(
+        self, key: bytes, event: Any, source: SourcePosition, here: SourcePosition
+    ) -> None:
+        """``source``: the event's place in the raw topic (provenance); ``here``: the record
+        being handled (a re-keyed one is on another topic), for the stall clock."""
+        new_state, output = fold(self._state(event.recording_id), event, source)
         if output.changed or output.redelivered:
             # A redelivered record is written again too: a rocksdb store can hold a write
             # whose changelog record never got out before a kill.
@@ -221,8 +237,25 @@ class Pipeline:
         else:
             self.counts["duplicates"] += 1
             return
+        await self._publish(new_state, output, event.event_id)
+        stalled = self.stalls.observe(
+            here.partition,
+            new_state,
+            event.event_id,
+            event.occurred_at,
+            self._state,
+            position=(f"{here.topic}:{here.partition}", here.offset),
+        )
+        for item in stalled:
+            if item.output.changed:
+                self.counts["stalled"] += 1
+                self.table[item.state.recording_id.encode()] = orjson.dumps(item.state.to_dict())
+            await self._publish(item.state, item.output, event.event_id)
+
+    async def _publish(self, state: RecordingState, output: FoldOutput, event_id: str) -> None:
         senders = {"state": self.state, "lifecycle": self.lifecycle, "fetch": self.fetch_requests}
-        for kind, message in derived.fold_messages(new_state, output, event.event_id):
+        key = state.recording_id.encode()
+        for kind, message in derived.fold_messages(state, output, event_id):
             await senders[kind].send(key=key, value=derived.encode(message))
 
     async def handle_fetch_request(

@@ -34,6 +34,7 @@ from helpers import (
     signed,
     start_edge,
     start_worker,
+    wait_for_messages,
     worker_env,
 )
 
@@ -124,15 +125,6 @@ async def _post(edge, provider: str, body: bytes) -> None:
             f"/webhooks/{provider}", content=body, headers=signed(provider, body)
         )
     assert response.status_code == 200, response.text
-
-
-async def _wait_for(bootstrap: str, topic: str, predicate, timeout_s: float = 90) -> list[dict]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = messages(await read_topic(bootstrap, topic, timeout_s=1))
-        if predicate(found) or time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.5)
 
 
 async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, broker):
@@ -231,7 +223,7 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         return states
 
     state = latest(
-        await _wait_for(
+        await wait_for_messages(
             bootstrap,
             env["STREAMPROC_STATE_TOPIC"],
             lambda found: _states_and_join_settled(latest(found), recordings),
@@ -245,7 +237,7 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
     assert cloud["error"] == "cloud-recording-error: recording stopped unexpectedly"
     assert "c3df927c-f738-4471-a2b7-066fa7e95a6b" not in state  # no row keyed by an instance
 
-    lifecycle = await _wait_for(
+    lifecycle = await wait_for_messages(
         bootstrap,
         env["STREAMPROC_LIFECYCLE_TOPIC"],
         lambda found: sum(m["type"] == "recording.completed" for m in found) >= 4,
@@ -255,7 +247,7 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         k for k, v in recordings.items() if v == "finished"
     )
 
-    start_failed = await _wait_for(
+    start_failed = await wait_for_messages(
         bootstrap,
         env["STREAMPROC_LIFECYCLE_TOPIC"],
         lambda found: any(m["type"] == "recording.start-failed" for m in found),
@@ -270,7 +262,7 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
     ]
     assert len({m["event_id"] for m in lifecycle}) == len(lifecycle)
 
-    downloads = await _wait_for(
+    downloads = await wait_for_messages(
         bootstrap, env["STREAMPROC_DOWNLOADS_TOPIC"], lambda found: len(found) >= 4
     )
     assert sorted(m["source"]["key"] for m in downloads) == sorted(stack["objects"])
@@ -280,7 +272,9 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         assert message["sha256"] == hashlib.sha256(original).hexdigest()
         assert message["size"] == len(original)
 
-    dead = await _wait_for(bootstrap, env["STREAMPROC_DLQ_TOPIC"], lambda found: len(found) >= 7)
+    dead = await wait_for_messages(
+        bootstrap, env["STREAMPROC_DLQ_TOPIC"], lambda found: len(found) >= 7
+    )
     [fetch_failure] = [m for m in dead if m["stage"] == "fetch"]
     assert fetch_failure["recording_id"] == "rec-no-file"
     assert "404" in fetch_failure["reason"]

@@ -66,3 +66,11 @@ def test_an_error_that_names_only_its_instance_waits_for_the_join():
     joined = decode_record(body, {"provider": b"daily", LINKED_RECORDING_HEADER: b"rec-1"})
     assert not isinstance(joined, Unlinked | Unusable | Skipped)
     assert (joined.recording_id, joined.status) == ("rec-1", "failed")
+
+
+@pytest.mark.parametrize("field", ["recording_id", "instance_id"])
+def test_an_id_beginning_with_nul_is_unusable_it_would_collide_with_the_workers_own_keys(field):
+    document = orjson.loads(example("daily", "recording.started"))
+    document["payload"][field] = "\x00stalls:0"
+    decoded = decode_record(orjson.dumps(document), {"provider": b"daily"})
+    assert isinstance(decoded, Unusable) and "NUL" in decoded.reason

@@ -142,6 +142,7 @@ def test_a_malformed_link_is_dead_lettered_by_the_pipeline_not_a_crash():
         rekeyed=topic,
         instances=topic,
         instance_table={},
+        partitions=4,
     )
     aio.run(
         pipeline.handle_instance("x-instances", 0, 3, b"inst", b"not json", {LINK_HEADER: b"1"})
