@@ -9,17 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-CANONICAL_VERSION = "1.0.0"
+CANONICAL_VERSION = "1.1.0"
+"""1.1: ``provider`` may name a Standard Webhooks mapping."""
 
 Status = Literal["starting", "active", "ending", "finished", "failed"]
-STATUS_ORDER: dict[str, int] = {
-    "starting": 0,
-    "active": 1,
-    "ending": 2,
-    "finished": 3,
-    "failed": 3,
-}
-"""Statuses only move forward; the two terminal ones share the top rank."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,10 @@ status alone: the id of ``recording.completed`` is the same however often it is 
 A record re-delivered from the log position it was already applied at (a worker died after
 writing the table's changelog but before its other outputs were sent) emits again the
 transitions and fetch request it caused, since nothing says those were sent; a duplicate
-event at a new position (a provider retry) emits nothing.
+event at a new position (a provider retry) emits nothing. "Position" is where the worker
+read the record (``handled``), not where it first entered the log (``offsets``, provenance):
+an event the instance join releases late sits later in the re-keyed topic than newer raw
+records, and must not pass for a redelivery of them.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ class RecordingState:
     event_ids: frozenset[str] = frozenset()
     offsets: Mapping[str, int] = field(default_factory=dict)
     """Highest applied offset per ``topic:partition``: provenance, not part of the fold logic."""
+    handled: Mapping[str, int] = field(default_factory=dict)
+    """Highest offset per ``topic:partition`` the worker read an applied event at (redelivery)."""
     precedence: Mapping[str, Precedence] = field(default_factory=dict)
     transitions: tuple[Transition, ...] = ()
     """What this recording has emitted, so a re-delivered record can emit it again."""
@@ -124,6 +129,7 @@ class RecordingState:
             "error": self.error,
             "event_ids": sorted(self.event_ids),
             "offsets": dict(self.offsets),
+            "handled": dict(self.handled),
             "precedence": {name: list(value) for name, value in self.precedence.items()},
             "transitions": [asdict(transition) for transition in self.transitions],
         }
@@ -136,6 +142,7 @@ class RecordingState:
             tracks=None if tracks is None else tuple(Track(**track) for track in tracks),
             event_ids=frozenset(data.get("event_ids", ())),
             offsets=dict(data.get("offsets", {})),
+            handled=dict(data.get("handled", {})),
             precedence={name: tuple(value) for name, value in data.get("precedence", {}).items()},
             transitions=tuple(Transition(**t) for t in data.get("transitions", ())),
         )
@@ -144,7 +151,7 @@ class RecordingState:
 _PLAIN_FIELDS = tuple(
     name
     for name in RecordingState.__dataclass_fields__
-    if name not in ("tracks", "event_ids", "offsets", "precedence", "transitions")
+    if name not in ("tracks", "event_ids", "offsets", "handled", "precedence", "transitions")
 )
 
 
@@ -245,10 +252,15 @@ def fold(
     state: RecordingState | None,
     event: RecordingEvent,
     source: SourcePosition | None = None,
+    read_at: SourcePosition | None = None,
 ) -> tuple[RecordingState, FoldOutput]:
-    """Apply one canonical event to a recording's state (``None`` for a new recording)."""
+    """Apply one canonical event to a recording's state (``None`` for a new recording).
+
+    ``source``: where the event entered the log (provenance); ``read_at``: where the worker
+    read it, which detects a redelivery (a replay, reading each record once, passes None).
+    """
     if state is not None and event.event_id in state.event_ids:
-        if source is not None and _applied_at(state, source):
+        if read_at is not None and _handled_at(state, read_at):
             return state, _outputs_caused_by(state, event.event_id)
         return state, UNCHANGED
     previous_status = None if state is None else state.status
@@ -256,10 +268,8 @@ def fold(
     status = base.status
     if STATUS_RANK[event.status] > STATUS_RANK[status]:
         status = event.status
-    offsets = dict(base.offsets)
-    if source is not None:
-        position = f"{source.topic}:{source.partition}"
-        offsets[position] = max(offsets.get(position, -1), source.offset)
+    offsets = _advanced(base.offsets, source)
+    handled = _advanced(base.handled, read_at)
     new_state = replace(
         base,
         status=status,
@@ -271,6 +281,7 @@ def fold(
         ),
         event_ids=base.event_ids | {event.event_id},
         offsets=offsets,
+        handled=handled,
         **_merge_fields(base, event),
     )
     if status == previous_status:
@@ -320,9 +331,16 @@ def _fetch_request(state: RecordingState) -> FetchRequest:
     )
 
 
-def _applied_at(state: RecordingState, source: SourcePosition) -> bool:
-    """True if the log position is at or before the last one applied on its partition."""
-    return source.offset <= state.offsets.get(f"{source.topic}:{source.partition}", -1)
+def _advanced(offsets: Mapping[str, int], position: SourcePosition | None) -> Mapping[str, int]:
+    if position is None:
+        return offsets
+    name = f"{position.topic}:{position.partition}"
+    return {**offsets, name: max(offsets.get(name, -1), position.offset)}
+
+
+def _handled_at(state: RecordingState, read_at: SourcePosition) -> bool:
+    """True if the worker read this position, or a later one of its partition, before."""
+    return read_at.offset <= state.handled.get(f"{read_at.topic}:{read_at.partition}", -1)
 
 
 def _outputs_caused_by(state: RecordingState, event_id: str) -> FoldOutput:

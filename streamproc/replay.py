@@ -26,6 +26,7 @@ from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.partitions import partition_for
 from streamproc.progress import progress_bar
+from streamproc.providers import enabled_providers
 from streamproc.providers.decode import Skipped, Unlinked, Unusable, decode_record, header_dict
 from streamproc.settings import Settings
 from streamproc.stalls import StallClock
@@ -181,7 +182,12 @@ def _apply(
 ) -> None:
     """One raw record, through the same steps as the worker, instance join included."""
     result.counts["records"] += 1
-    decoded = decode_record(record.value, header_dict(record.headers), settings.max_body_bytes)
+    decoded = decode_record(
+        record.value,
+        header_dict(record.headers),
+        settings.max_body_bytes,
+        enabled_providers(settings),
+    )
     if isinstance(decoded, Unusable | Skipped):
         result.counts["unusable" if isinstance(decoded, Unusable) else "skipped"] += 1
         return

@@ -12,6 +12,7 @@ import os
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 PREFIX = "STREAMPROC_"
@@ -36,6 +37,10 @@ class Secret:
     key: bytes = field(repr=False)
 
 
+STALL_AFTER_S = 6 * 3600.0
+"""Longer than the longest recording Daily makes, so only a lost ending stalls one."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the edge (and later the worker) needs, with defaults that run locally."""
@@ -55,6 +60,11 @@ class Settings:
     retry_after_s: int = 5
     dedupe_window_s: float = 600.0
     dedupe_max_entries: int = 100_000
+    standard_webhooks_mapping: str | None = None
+    """A mapping file (``providers/mapping.py``) defining a Standard Webhooks provider."""
+    standard_webhooks_name: str | None = None
+    """That provider's name, read from the file (checked when the settings are read)."""
+    standard_webhooks_secrets: tuple[Secret, ...] = ()
     # worker
     app_id: str = "streamproc"
     state_topic: str = "recordings.state"
@@ -69,8 +79,7 @@ class Settings:
     session_timeout_s: float = 30.0
     commit_interval_s: float = 1.0
     processing_guarantee: str = "at_least_once"
-    stall_after_s: float = 6 * 3600.0
-    """Longer than the longest recording Daily makes, so only a lost ending stalls one."""
+    stall_after_s: float = STALL_AFTER_S
     log_level: str = "INFO"
     log_format: str = "text"
     # downloads
@@ -85,14 +94,29 @@ class Settings:
     openvidu_key_template: str = "{room}/{filename}"
 
     def secrets_for(self, provider: str) -> tuple[Secret, ...]:
+        if provider == self.standard_webhooks_name:
+            return self.standard_webhooks_secrets
         return {"daily": self.daily_secrets, "openvidu": self.openvidu_secrets}.get(provider, ())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate all variables; raise one SettingsError naming the first bad one."""
+        from streamproc.providers.mapping import MappingError, load_mapping
+        from streamproc.providers.standard_webhooks import decode_secret
+
         reader = _EnvReader(os.environ if env is None else env)
         defaults = cls()
+        mapping_file = reader.text("STANDARD_WEBHOOKS_MAPPING", "") or None
+        try:
+            mapping = None if mapping_file is None else load_mapping(Path(mapping_file))
+        except MappingError as exc:
+            raise SettingsError(f"{PREFIX}STANDARD_WEBHOOKS_MAPPING: {exc}") from None
         return cls(
+            standard_webhooks_mapping=mapping_file,
+            standard_webhooks_name=None if mapping is None else mapping.name,
+            standard_webhooks_secrets=reader.secrets(
+                "STANDARD_WEBHOOKS_SECRETS", decode=decode_secret
+            ),
             kafka_bootstrap=reader.text("KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
             raw_topic=reader.text("RAW_TOPIC", defaults.raw_topic),
             raw_topic_partitions=reader.integer("RAW_TOPIC_PARTITIONS", 4, low=1, high=10_000),

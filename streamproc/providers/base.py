@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from streamproc import schemas
 from streamproc.events import RecordingEvent
 from streamproc.providers.errors import MalformedJson, SchemaViolation
-from streamproc.providers.signing import HmacScheme
 from streamproc.settings import Secret
 
 
@@ -57,10 +56,23 @@ def parse_json(body: bytes) -> Any:
         raise MalformedJson(f"body is not valid JSON: {exc}") from None
 
 
+class SignatureScheme(Protocol):
+    signature_header: bytes
+
+    def verify(
+        self,
+        headers: dict[bytes, bytes],
+        body: bytes,
+        secrets: Sequence[Secret],
+        now: float,
+        tolerance_s: float,
+    ) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
     name: str
-    scheme: HmacScheme
+    scheme: SignatureScheme
     is_verification: Callable[[Any], bool]
     schema_name: Callable[[dict[str, Any]], str]
     identify: Callable[[dict[str, Any], bytes], Identity]
@@ -68,6 +80,8 @@ class Provider:
     """None for event types that are not about a recording (counted and skipped)."""
     unsigned_verification: bool = False
     """Daily checks a new endpoint before the user has its secret, so the check is unsigned."""
+    check: Callable[[Any], str | None] | None = None
+    """Instead of schema files: why a document cannot be used, or None (mapped providers)."""
 
     def accept(
         self,
@@ -92,16 +106,18 @@ class Provider:
         return Accepted(identity=self.identify(document, body), key_id=key_id)
 
     def validate(self, document: Any) -> None:
-        """Against the event type's schema (which includes the envelope), or the envelope.
-
-        ``schema_name`` may only look at a dict, so anything else is checked against the
-        envelope alone, which refuses it.
-        """
-        envelope = f"raw/{self.name}/envelope.json"
-        name = self.schema_name(document) if isinstance(document, dict) else envelope
-        problem = schemas.first_error(name, document)
+        """With the provider's own ``check``, or against its schema files."""
+        check = self.check or self._schema_problem
+        problem = check(document)
         if problem is not None:
             raise SchemaViolation(f"{self.name} event does not match its schema: {problem}")
+
+    def _schema_problem(self, document: Any) -> str | None:
+        """Against the event type's schema (which includes the envelope), or the envelope:
+        ``schema_name`` may only look at a dict, and the envelope refuses anything else."""
+        envelope = f"raw/{self.name}/envelope.json"
+        name = self.schema_name(document) if isinstance(document, dict) else envelope
+        return schemas.first_error(name, document)
 
     def canonical(self, body: bytes) -> RecordingEvent | None:
         """Map raw bytes (from the log, not yet trusted) to the canonical event."""

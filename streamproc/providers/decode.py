@@ -73,8 +73,12 @@ MAX_EVENT_BYTES = 1024 * 1024
 
 
 def decode_record(
-    value: bytes | None, headers: Mapping[str, bytes], max_bytes: int = MAX_EVENT_BYTES
+    value: bytes | None,
+    headers: Mapping[str, bytes],
+    max_bytes: int = MAX_EVENT_BYTES,
+    providers: Mapping[str, Provider] = PROVIDERS,
 ) -> RecordingEvent | Unlinked | Skipped | Unusable:
+    """``providers``: by name, for the ``provider`` header (``enabled_providers``)."""
     if not value:
         return Unusable("empty value (no event bytes)")
     if len(value) > max_bytes:
@@ -85,7 +89,7 @@ def decode_record(
         return Unusable(str(exc))
     named = headers.get("provider")
     if named is not None:
-        provider = PROVIDERS.get(named.decode(errors="replace"))
+        provider = providers.get(named.decode(errors="replace"))
         if provider is None:
             return Unusable(f"unknown provider header {named!r}")
     else:

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.fold import SourcePosition
+from streamproc.providers import enabled_providers
 from streamproc.providers.decode import header_dict
 from streamproc.settings import Settings
 from streamproc.worker import engine
@@ -105,6 +106,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         instance_table=instance_table,
         partitions=partitions,
         max_event_bytes=settings.max_body_bytes,
+        providers=enabled_providers(settings),
         stall_after_s=settings.stall_after_s,
     )
 

@@ -36,6 +36,7 @@ from streamproc.fetch.errors import FetchError
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
 from streamproc.kafka.partitions import partition_for
+from streamproc.providers import PROVIDERS, Provider
 from streamproc.providers.decode import (
     MAX_EVENT_BYTES,
     Skipped,
@@ -44,7 +45,7 @@ from streamproc.providers.decode import (
     decode_record,
     header_dict,
 )
-from streamproc.settings import Settings
+from streamproc.settings import STALL_AFTER_S
 from streamproc.stalls import StallClock
 from streamproc.worker.join import InstanceJoin
 from streamproc.worker.senders import Sender
@@ -68,11 +69,13 @@ class Pipeline:
         instance_table: MutableMapping[bytes, bytes],
         partitions: int,
         max_event_bytes: int = MAX_EVENT_BYTES,
-        stall_after_s: float = Settings.stall_after_s,
+        providers: Mapping[str, Provider] = PROVIDERS,
+        stall_after_s: float = STALL_AFTER_S,
     ) -> None:
         self.partitions = partitions
         self.stalls = StallClock(table, stall_after_s)
         self.max_event_bytes = max_event_bytes
+        self.providers = providers
         self.table = table
         self.state = state
         self.lifecycle = lifecycle
@@ -144,7 +147,7 @@ class Pipeline:
             if rekeyed
             else SourcePosition(topic, partition, offset)
         )
-        decoded = decode_record(value, headers, self.max_event_bytes)
+        decoded = decode_record(value, headers, self.max_event_bytes, self.providers)
         if isinstance(decoded, Unusable):
             await self.dead_letter("decode", decoded.reason, source, key, value, headers)
             return
@@ -228,7 +231,7 @@ class Pipeline:
     ) -> None:
         """``source``: the event's place in the raw topic (provenance); ``here``: the record
         being handled (a re-keyed one is on another topic), for the stall clock."""
-        new_state, output = fold(self._state(event.recording_id), event, source)
+        new_state, output = fold(self._state(event.recording_id), event, source, here)
         if output.changed or output.redelivered:
             # A redelivered record is written again too: a rocksdb store can hold a write
             # whose changelog record never got out before a kill.

@@ -85,14 +85,19 @@ def test_finished_outranks_failed_and_failed_never_follows_finished():
 def test_a_record_redelivered_from_its_position_emits_its_outputs_again():
     started = event("start", "active", 1)
     finished = event("done", "finished", 9, s3_key="k")
-    state, _ = fold(None, started, SourcePosition("raw", 0, 10))
-    state, first = fold(state, finished, SourcePosition("raw", 0, 11))
-    again, redelivered = fold(state, finished, SourcePosition("raw", 0, 11))
+    at = [SourcePosition("raw", 0, offset) for offset in (10, 11)]
+    state, _ = fold(None, started, at[0], at[0])
+    state, first = fold(state, finished, at[1], at[1])
+    again, redelivered = fold(state, finished, at[1], at[1])
     assert again is state and redelivered.redelivered and not redelivered.changed
     assert redelivered.transitions == first.transitions
     assert redelivered.fetch == first.fetch
     _, retried = fold(state, finished, SourcePosition("raw", 0, 12))  # provider retry
     assert retried.transitions == () and retried.fetch is None and not retried.redelivered
+    # The same event again from an older raw position, read at a new place (the instance join
+    # releases events late, through the re-keyed topic): a duplicate, not a redelivery.
+    _, late = fold(state, finished, SourcePosition("raw", 0, 5), SourcePosition("rekeyed", 0, 3))
+    assert late.transitions == () and not late.redelivered
 
 
 def test_source_offsets_are_recorded_per_partition():

@@ -39,7 +39,7 @@ class Partition:
         if offset is None:
             offset, self.offset = self.offset, self.offset + 1
         source = SourcePosition("raw", 0, offset)
-        state, output = fold(self.states.get(item.recording_id), item, source)
+        state, output = fold(self.states.get(item.recording_id), item, source, source)
         if not (output.changed or output.redelivered):
             return []
         self.states[item.recording_id] = state
