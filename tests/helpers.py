@@ -214,3 +214,22 @@ async def wait_for_messages(
         if predicate(found) or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.5)
+
+
+SENDERS = (
+    "state",
+    "lifecycle",
+    "fetch_requests",
+    "downloads",
+    "dead_letters",
+    "rekeyed",
+    "instances",
+)
+
+
+def in_memory_pipeline(default, partitions: int = 4, **senders):
+    """A worker ``Pipeline`` over dict tables; every sender is ``default`` unless named."""
+    from streamproc.worker.pipeline import Pipeline
+
+    chosen = {name: senders.get(name, default) for name in SENDERS}
+    return Pipeline(table={}, instance_table={}, partitions=partitions, **chosen)

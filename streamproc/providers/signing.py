@@ -28,6 +28,16 @@ def timestamp_seconds(text: str) -> float:
     return value / 1000.0 if abs(value) >= MILLISECONDS_THRESHOLD else value
 
 
+def check_age(header: str, text: str, sent_at: float, now: float, tolerance_s: float) -> None:
+    """Raise StaleTimestamp if ``sent_at`` is further than the tolerance from ``now``."""
+    age = now - sent_at
+    if abs(age) > tolerance_s:
+        direction = "old" if age > 0 else "in the future"
+        raise StaleTimestamp(
+            f"{header} {text} is {abs(age):.0f} s {direction}; the tolerance is {tolerance_s:.0f} s"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class HmacScheme:
     """Where a provider puts its signature and timestamp, and how it encodes the digest."""
@@ -75,13 +85,7 @@ class HmacScheme:
             raise StaleTimestamp(
                 f"{self.timestamp_header.decode()} {timestamp_text!r} is not a Unix timestamp"
             ) from None
-        age = now - sent_at
-        if abs(age) > tolerance_s:
-            direction = "old" if age > 0 else "in the future"
-            raise StaleTimestamp(
-                f"{self.timestamp_header.decode()} {timestamp_text} is {abs(age):.0f} s "
-                f"{direction}; the tolerance is {tolerance_s:.0f} s"
-            )
+        check_age(self.timestamp_header.decode(), timestamp_text, sent_at, now, tolerance_s)
         given = signature.decode("latin-1").strip()
         matched = None
         for secret in secrets:

@@ -11,6 +11,8 @@ from streamproc.fold import SourcePosition
 from streamproc.providers.decode import LINKED_RECORDING_HEADER
 from streamproc.worker.join import GRACE_S, LINK_HEADER, SUMMARY_HEADER, InstanceJoin
 
+from helpers import in_memory_pipeline
+
 SOURCE = SourcePosition("recordings.raw", 0, 7)
 
 
@@ -123,31 +125,12 @@ def test_an_instance_still_unlinked_a_grace_later_in_event_time_is_a_failed_star
 def test_a_malformed_link_is_dead_lettered_by_the_pipeline_not_a_crash():
     import asyncio as aio
 
-    from streamproc.worker.pipeline import Pipeline
-
-    sent: list[tuple[bytes, bytes]] = []
-
-    class Topic:
-        async def send(self, *, key, value, headers=None):
-            sent.append((key, value))
-
-    topic = Topic()
-    pipeline = Pipeline(
-        table={},
-        state=topic,
-        lifecycle=topic,
-        fetch_requests=topic,
-        downloads=topic,
-        dead_letters=topic,
-        rekeyed=topic,
-        instances=topic,
-        instance_table={},
-        partitions=4,
-    )
+    topic = Recorder()
+    pipeline = in_memory_pipeline(topic)
     aio.run(
         pipeline.handle_instance("x-instances", 0, 3, b"inst", b"not json", {LINK_HEADER: b"1"})
     )
-    [(key, value)] = sent
+    [(key, value, _)] = topic.sent
     assert key == b"inst"
     dead = orjson.loads(value)
     assert (dead["stage"], dead["source"]["offset"]) == ("join", 3)

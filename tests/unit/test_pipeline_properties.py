@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamproc.fold import RecordingState
-from streamproc.worker.pipeline import Pipeline
+
+from helpers import in_memory_pipeline
 
 RECORDING, INSTANCE = "rec-1", "inst-1"
 HEADERS = {"provider": b"daily"}
@@ -65,21 +66,18 @@ class Output:
 
 
 def run(deliveries: list[str], choose) -> tuple[RecordingState, list[dict], dict, list[dict]]:
-    table: dict[bytes, bytes] = {}
     raw, rekeyed, instances = Queue("raw"), Queue("rekeyed"), Queue("instances")
     state, lifecycle, other, dead = Output(), Output(), Output(), Output()
-    pipeline = Pipeline(
-        table=table,
+    pipeline = in_memory_pipeline(
+        other,
+        1,
         state=state,
         lifecycle=lifecycle,
-        fetch_requests=other,
-        downloads=other,
         dead_letters=dead,
         rekeyed=rekeyed,
         instances=instances,
-        instance_table={},
-        partitions=1,
     )
+    table = pipeline.table
     for name in deliveries:
         key, value = EVENTS[name]
         raw.pending.append((key.encode(), value, HEADERS))
