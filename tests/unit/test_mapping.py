@@ -6,7 +6,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from streamproc.fold import fold
 from streamproc.providers import enabled_providers
 from streamproc.providers.decode import Skipped, Unusable, decode_record
 from streamproc.providers.mapping import MappingError, load_mapping, mapped_provider
@@ -137,3 +140,40 @@ def test_the_settings_give_the_mapped_provider_its_secrets():
     )
     assert [secret.key_id for secret in settings.secrets_for("acme")] == ["new"]
     assert settings.secrets_for("daily") == ()
+
+
+mapped_history = st.lists(
+    st.tuples(
+        st.sampled_from(["recording.started", "recording.stopping", "recording.ready", "x.y"]),
+        st.integers(1767261600, 1767261600 + 7200),
+    ),
+    min_size=1,
+    max_size=6,
+    unique=True,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mapped_history, st.data())
+def test_mapped_events_in_any_order_and_duplicated_converge_and_complete_once(history, data):
+    """The fold's convergence, for events that come through a mapping file."""
+    provider = mapped_provider(load_mapping(EXAMPLE))
+    bodies = [
+        orjson.dumps(
+            {"type": kind, "timestamp": at, "data": {"recording": {"id": "r", "s3_key": "k"}}}
+        )
+        for kind, at in history
+    ]
+    events = [e for e in (provider.canonical(body) for body in bodies) if e is not None]
+    delivery = data.draw(
+        st.permutations(events + data.draw(st.lists(st.sampled_from(events or [None]), max_size=4)))
+    )
+    states = []
+    for order in (events, [e for e in delivery if e is not None]):
+        state, completed = None, 0
+        for item in order:
+            state, output = fold(state, item)
+            completed += sum(t.type == "recording.completed" for t in output.transitions)
+        states.append((state and (state.status, state.event_ids, state.s3_key), completed))
+    assert states[0] == states[1]
+    assert states[0][1] == (1 if any(e.status == "finished" for e in events) else 0)
