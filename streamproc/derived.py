@@ -22,7 +22,7 @@ from streamproc.fold import FetchRequest, FoldOutput, RecordingState, SourcePosi
 STATE_VERSION = "1.1.0"
 """1.1: status ``stalled``."""
 LIFECYCLE_VERSION = "1.1.0"
-"""1.1: ``recording.stalled`` and ``recording.start-failed``."""
+"""1.1: ``recording.stalled``, ``recording.start-failed``, ``error`` on ``recording.failed``."""
 FETCH_REQUEST_VERSION = "1.1.0"
 DOWNLOAD_VERSION = "1.1.0"
 """1.1 (all of the above): ``provider`` may name a Standard Webhooks mapping."""
@@ -68,7 +68,8 @@ def state_message(state: RecordingState, updated_by: str) -> dict[str, Any]:
 
 
 def lifecycle_message(transition: Transition) -> dict[str, Any]:
-    return {
+    """``error`` only on ``recording.failed`` (the provider's message)."""
+    message = {
         "version": LIFECYCLE_VERSION,
         "event_id": stable_id(transition.provider, transition.recording_id, transition.type),
         "type": transition.type,
@@ -79,6 +80,9 @@ def lifecycle_message(transition: Transition) -> dict[str, Any]:
         "occurred_at": transition.occurred_at,
         "caused_by": transition.caused_by,
     }
+    if transition.to_status == "failed":
+        message["error"] = transition.error
+    return message
 
 
 def start_failed_message(

@@ -165,6 +165,8 @@ class Transition:
     to_status: str
     caused_by: str
     occurred_at: float
+    error: str | None = None
+    """For ``failed``: the message of the error event that caused it."""
 
     @property
     def type(self) -> str:
@@ -293,6 +295,7 @@ def fold(
         to_status=status,
         caused_by=event.event_id,
         occurred_at=event.occurred_at,
+        error=event.error if status == "failed" else None,
     )
     new_state = replace(new_state, transitions=(*base.transitions, transition))
     fetch = _fetch_request(new_state) if status == "finished" else None

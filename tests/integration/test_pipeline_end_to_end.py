@@ -257,9 +257,8 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         for m in start_failed
         if m["type"] == "recording.start-failed"
     ] == [("inst-never", None, "err-3")]
-    assert [m["recording_id"] for m in lifecycle if m["type"] == "recording.failed"] == [
-        "rec-failing"
-    ]
+    failed = [(m["recording_id"], m["error"]) for m in lifecycle if m["type"] == "recording.failed"]
+    assert failed == [("rec-failing", "cloud-recording-error: recording stopped unexpectedly")]
     assert len({m["event_id"] for m in lifecycle}) == len(lifecycle)
 
     downloads = await wait_for_messages(

@@ -236,6 +236,9 @@ async def test_replay_joins_errors_named_by_instance_like_the_worker(broker):
         for topic, _, value in result.emitted
         if topic == settings.lifecycle_topic
     ]
+    assert [
+        (m["recording_id"], m["error"]) for m in announced if m["type"] == "recording.failed"
+    ] == [("rec-x", "boom")]
     started_failures = [m for m in announced if m["type"] == "recording.start-failed"]
     assert [(m["instance_id"], m["recording_id"], m["error"]) for m in started_failures] == [
         ("inst-never", None, "boom")
