@@ -57,10 +57,8 @@ class ReplayResult:
     their outputs are in the replayed range."""
     watermark: float = 0.0
     """The newest event time seen: the worker's join keeps one per partition."""
-    partitions: int = 1
-    """Of the raw topic: a recording's stall clock is its key's partition's, as in the worker."""
-    clocks: dict[bytes, bytes] = field(default_factory=dict)
-    """The stall clocks' store (``stalls.py``), as the worker keeps them in its table."""
+    clock: StallClock | None = None
+    """Stall detection (``stalls.py``), over its own store as the worker's is its table."""
 
 
 async def _offset_at(
@@ -114,7 +112,7 @@ async def replay(
         partitions = sorted(
             consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
         )
-        result.partitions = len(partitions)
+        result.clock = StallClock({}, settings.stall_after_s, len(partitions))
         if selection.partitions is not None:
             partitions = [p for p in partitions if p in set(selection.partitions)]
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -252,8 +250,10 @@ def _fold_one(
         return
     result.counts["folded"] += emit
     _emit(result, state, output, event.event_id, emit, settings, output_suffix, refetch)
-    clock = StallClock(result.clocks, settings.stall_after_s)
-    partition = partition_for(event.recording_id.encode(), result.partitions)
+    clock = result.clock
+    if clock is None:
+        return
+    partition = partition_for(event.recording_id.encode(), clock.partitions)
     for stalled in clock.observe(
         partition, state, event.event_id, event.occurred_at, result.states.get
     ):

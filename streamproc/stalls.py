@@ -1,34 +1,39 @@
 """Stalled recordings: ``starting`` or ``active`` with no event for ``after_s`` of event time.
 
 Time here is event time, never the wall clock: each partition of the recordings table keeps
-a clock, the newest event time folded on it (its watermark), so a replay of the same log
-decides exactly as the live worker did. Open recordings sit in buckets by the time of their
-last event (``BUCKET_S`` wide, a timer wheel kept in the same store as the states, one key
-per bucket and one per partition); a bucket is checked once the watermark is ``after_s``
-past its end, so a stall is noticed within ``BUCKET_S`` of event time and each event costs
-two small writes however many recordings are open.
+a clock, the newest event time folded on it (its watermark), stored in the table under a
+key of its own, so a replay of the same log decides exactly as the live worker did, and a
+worker that takes the partition over goes on from the same watermark.
 
-A recording that moved on since it was bucketed (a newer event, a terminal status) is
-skipped: only its latest bucket can stall it. The store holds the recordings' states too,
-under their recording ids; the clock's keys begin with NUL, which no id may (``decode``).
+Which recordings are open is not stored again: the states say it. An index in memory keeps
+them in buckets by the time of their last event (``BUCKET_S`` wide, a timer wheel), built
+from the table's states the first time a partition is seen (and again after it was
+revoked); a bucket is checked once the watermark is ``after_s`` past its end, so a stall is
+noticed within ``BUCKET_S`` of event time, and an event costs one small write (the clock)
+however many recordings are open. A recording that moved on since it was bucketed (a newer
+event, another status) is skipped: only its latest bucket can stall it.
 
 A record handled again from the same log position (the worker died before its outputs were
-sent and its offset committed) gets back the stalls it declared, from ``declared``.
+sent and its offset committed) gets back the stalls it declared (``declared``); handling it
+again changes nothing else, since every step is idempotent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from streamproc.fold import OPEN_STATUSES, FoldOutput, RecordingState, stall
+from streamproc.kafka.partitions import partition_for
 
 BUCKET_S = 300.0
 DECLARED_KEPT = 20_000
 """How far back (in offsets) declarations are kept for re-sending: well past a commit."""
+RESERVED = b"\x00"
+"""The clock's keys begin with NUL, which no recording id may (``providers.decode``)."""
 
 LoadState = Callable[[str], RecordingState | None]
 
@@ -39,12 +44,27 @@ class Stalled:
     output: FoldOutput
 
 
-class StallClock:
-    """The stall detector of one store; ``store`` maps bytes to bytes (a Faust table)."""
+def _bucket(state: RecordingState) -> int:
+    return int(state.last_seen_at // BUCKET_S)
 
-    def __init__(self, store: MutableMapping[bytes, bytes], after_s: float) -> None:
+
+class StallClock:
+    """The stall detector of one store (a Faust table, or a dict in a replay) that maps
+    recording ids to states (``RecordingState.to_dict`` as JSON) over ``partitions``."""
+
+    def __init__(
+        self, store: MutableMapping[bytes, bytes], after_s: float, partitions: int
+    ) -> None:
         self.store = store
         self.after_s = after_s
+        self.partitions = partitions
+        self.index: dict[int, dict[int, set[str]]] = {}
+        """Partition -> bucket -> ids of recordings that were open with a last event in it."""
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions this worker no longer owns: rebuild their index if they come back."""
+        for partition in partitions:
+            self.index.pop(partition, None)
 
     def observe(
         self,
@@ -60,74 +80,69 @@ class StallClock:
         stalled (new states and outputs, caused by ``event_id``; the caller stores and sends
         them). ``position`` (``"topic:partition"``, offset) is the record handled, for a
         worker that can see it again; a replay, which cannot, passes None."""
+        index = self._index(partition)
         clock = self._load_clock(partition)
-        where = None
-        if position is not None:
-            log, offset = position
-            if offset <= clock["last"].get(log, -1):
-                return self._declared_again(clock, f"{log}@{offset}", load)
-            clock["last"][log] = offset
-            where = f"{log}@{offset}"
+        where = None if position is None else f"{position[0]}@{position[1]}"
+        if where is not None and where in clock["declared"]:
+            return self._declared_again(clock["declared"][where], load)
         if state.status in OPEN_STATUSES:
-            self._bucket(partition, clock, state)
+            index.setdefault(_bucket(state), set()).add(state.recording_id)
+        before = dict(clock)
         clock["watermark"] = max(clock["watermark"], event_time)
-        stalled = self._expire(partition, clock, load, caused_by=event_id)
-        if stalled and where is not None:
-            clock["declared"][where] = [item.state.recording_id for item in stalled]
-        clock["declared"] = {
-            where: ids
-            for where, ids in clock["declared"].items()
-            if _offset(where) > clock["last"].get(_log(where), -1) - DECLARED_KEPT
-        }
-        self.store[_clock_key(partition)] = orjson.dumps(clock)
+        stalled = self._expire(index, clock["watermark"], load, caused_by=event_id)
+        if position is not None:
+            declared = {
+                at: ids
+                for at, ids in clock["declared"].items()
+                if _log(at) != position[0] or _offset(at) > position[1] - DECLARED_KEPT
+            }
+            if stalled:
+                declared[f"{position[0]}@{position[1]}"] = [s.state.recording_id for s in stalled]
+            clock["declared"] = declared
+        if clock != before:
+            self.store[_clock_key(partition)] = orjson.dumps(clock)
         return stalled
+
+    def _index(self, partition: int) -> dict[int, set[str]]:
+        """The partition's open recordings by bucket, built from the states on first use."""
+        index = self.index.get(partition)
+        if index is None:
+            index = self.index[partition] = {}
+            for key, value in list(self.store.items()):
+                if key.startswith(RESERVED) or partition_for(key, self.partitions) != partition:
+                    continue
+                state = RecordingState.from_dict(orjson.loads(value))
+                if state.status in OPEN_STATUSES:
+                    index.setdefault(_bucket(state), set()).add(state.recording_id)
+        return index
 
     def _load_clock(self, partition: int) -> dict[str, Any]:
         stored = self.store.get(_clock_key(partition))
         if stored is None:
-            return {"watermark": 0.0, "buckets": [], "last": {}, "declared": {}}
+            return {"watermark": 0.0, "declared": {}}
         return orjson.loads(stored)
 
-    def _bucket(self, partition: int, clock: dict[str, Any], state: RecordingState) -> None:
-        bucket = int(state.last_seen_at // BUCKET_S)
-        key = _bucket_key(partition, bucket)
-        members = set(orjson.loads(self.store.get(key) or b"[]"))
-        if state.recording_id in members:
-            return
-        members.add(state.recording_id)
-        self.store[key] = orjson.dumps(sorted(members))
-        if bucket not in clock["buckets"]:
-            clock["buckets"] = sorted([*clock["buckets"], bucket])
-
     def _expire(
-        self, partition: int, clock: dict[str, Any], load: LoadState, caused_by: str
+        self, index: dict[int, set[str]], watermark: float, load: LoadState, caused_by: str
     ) -> list[Stalled]:
         """Every bucket whose end is ``after_s`` behind the watermark: its recordings that
         are still open and were last seen in it have stalled."""
         stalled: list[Stalled] = []
-        while clock["buckets"] and self._due(clock["buckets"][0], clock["watermark"]):
-            bucket = clock["buckets"].pop(0)
-            key = _bucket_key(partition, bucket)
-            for recording_id in orjson.loads(self.store.get(key) or b"[]"):
+        for bucket in sorted(b for b in index if (b + 1) * BUCKET_S + self.after_s <= watermark):
+            for recording_id in sorted(index.pop(bucket)):
                 state = load(recording_id)
-                if state is None or int(state.last_seen_at // BUCKET_S) != bucket:
+                if state is None or _bucket(state) != bucket:
                     continue
-                new_state, output = stall(state, clock["watermark"], self.after_s, caused_by)
+                new_state, output = stall(state, watermark, self.after_s, caused_by)
                 if output.changed:
                     stalled.append(Stalled(new_state, output))
-            del self.store[key]
         return stalled
 
-    def _due(self, bucket: int, watermark: float) -> bool:
-        return (bucket + 1) * BUCKET_S + self.after_s <= watermark
-
-    def _declared_again(
-        self, clock: dict[str, Any], position: str, load: LoadState
-    ) -> list[Stalled]:
+    def _declared_again(self, recording_ids: list[str], load: LoadState) -> list[Stalled]:
         """A redelivered record: the stalls it declared, to be sent again (nothing is
         stored again: the states already say stalled)."""
         again = []
-        for recording_id in clock["declared"].get(position, []):
+        for recording_id in recording_ids:
             state = load(recording_id)
             if state is None:
                 continue
@@ -138,11 +153,7 @@ class StallClock:
 
 
 def _clock_key(partition: int) -> bytes:
-    return b"\x00stalls:%d" % partition
-
-
-def _bucket_key(partition: int, bucket: int) -> bytes:
-    return b"\x00stalls:%d:%d" % (partition, bucket)
+    return RESERVED + b"stalls:%d" % partition
 
 
 def _log(position: str) -> str:

@@ -139,6 +139,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         sweeper.revoked(revoked)
+        pipeline.stalls.forget({tp.partition for tp in revoked})
 
     @app.on_before_shutdown.connect
     async def on_shutdown(sender: Any, **_: Any) -> None:

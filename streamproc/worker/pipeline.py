@@ -73,7 +73,7 @@ class Pipeline:
         stall_after_s: float = STALL_AFTER_S,
     ) -> None:
         self.partitions = partitions
-        self.stalls = StallClock(table, stall_after_s)
+        self.stalls = StallClock(table, stall_after_s, partitions)
         self.max_event_bytes = max_event_bytes
         self.providers = providers
         self.table = table

@@ -3,6 +3,7 @@ the timer wheel declares exactly what a plain scan over every state would."""
 
 from __future__ import annotations
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,7 @@ class Partition:
     def __init__(self) -> None:
         self.store: dict[bytes, bytes] = {}
         self.states: dict[str, RecordingState] = {}
-        self.clock = StallClock(self.store, AFTER)
+        self.clock = StallClock(self.store, AFTER, 1)
         self.sent: list[tuple[str, str]] = []
         self.offset = 0
 
@@ -188,3 +189,24 @@ def test_a_crash_and_redelivery_resends_what_was_declared_and_changes_no_state(i
             again.append((found.state.recording_id, found.output.transitions))
     assert partition.states == states
     assert again == declared
+
+
+def test_a_new_worker_rebuilds_the_open_recordings_from_the_states_and_goes_on():
+    """The index of open recordings is memory; the states and the clock are the table. A
+    worker that takes the partition over (or restarts) finds the same stalls."""
+    partition = Partition()
+    partition.handle(event("a", "active", T0))
+    partition.handle(event("b", "finished", T0))
+    store = dict(partition.store)
+    store.update({rid.encode(): orjson.dumps(s.to_dict()) for rid, s in partition.states.items()})
+
+    def load(recording_id: str) -> RecordingState | None:
+        stored = store.get(recording_id.encode())
+        return None if stored is None else RecordingState.from_dict(orjson.loads(stored))
+
+    taken_over = StallClock(store, AFTER, 1)
+    later, _ = fold(None, event("c", "active", T0 + AFTER + BUCKET_S))
+    stalled = taken_over.observe(0, later, "c-1", later.last_seen_at, load, ("raw:0", 5))
+    assert [s.state.recording_id for s in stalled] == ["a"]
+    taken_over.forget([0])
+    assert taken_over.index == {}
