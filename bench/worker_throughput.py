@@ -114,6 +114,11 @@ async def measure(command, env, bootstrap, group, topic, total, label) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument(
+        "--batches",
+        default="1,500",
+        help="STREAMPROC_FOLD_BATCH values to run the worker with (1 = one event at a time)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
         bootstrap = broker.bootstrap
@@ -156,31 +161,40 @@ async def main() -> None:
             total,
             "bare aiokafka loop",
         )
-        worker_env = {
-            **os.environ,
-            "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap,
-            "STREAMPROC_RAW_TOPIC": topic,
-            "STREAMPROC_APP_ID": "bench-worker",
-            "STREAMPROC_DATA_DIR": f"{scratch}/worker",
-            "STREAMPROC_WORKER_WEB_PORT": str(free_port()),
-            "STREAMPROC_LOG_LEVEL": "WARNING",
-            "STREAMPROC_STATE_TOPIC": "bench.state",
-            "STREAMPROC_LIFECYCLE_TOPIC": "bench.lc",
-            "STREAMPROC_FETCH_TOPIC": "bench.fetch",
-            "STREAMPROC_DLQ_TOPIC": "bench.dlq",
-            "STREAMPROC_DOWNLOADS_TOPIC": "bench.downloads",
-        }
-        worker = await measure(
-            [sys.executable, "-m", "streamproc", "worker"],
-            worker_env,
-            bootstrap,
-            "bench-worker",
-            topic,
-            total,
-            "streamproc worker (fold)",
-        )
-        print(f"ratio streamproc / plain Faust: {worker / baseline:.2f}")
-        print(f"ratio streamproc / bare aiokafka loop: {worker / bare:.2f}")
+        rates = {}
+        for batch in [int(value) for value in args.batches.split(",")]:
+            rates[batch] = await measure(
+                [sys.executable, "-m", "streamproc", "worker"],
+                _worker_env(bootstrap, topic, f"{scratch}/worker-{batch}", batch),
+                bootstrap,
+                f"bench-worker-{batch}",
+                topic,
+                total,
+                f"streamproc worker, batch {batch}",
+            )
+        for batch, rate in rates.items():
+            print(
+                f"batch {batch}: ratio to plain Faust {rate / baseline:.2f}, "
+                f"to the bare loop {rate / bare:.2f}"
+            )
+
+
+def _worker_env(bootstrap: str, topic: str, data_dir: str, batch: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap,
+        "STREAMPROC_RAW_TOPIC": topic,
+        "STREAMPROC_APP_ID": f"bench-worker-{batch}",
+        "STREAMPROC_DATA_DIR": data_dir,
+        "STREAMPROC_WORKER_WEB_PORT": str(free_port()),
+        "STREAMPROC_LOG_LEVEL": "WARNING",
+        "STREAMPROC_FOLD_BATCH": str(batch),
+        "STREAMPROC_STATE_TOPIC": f"bench.state.{batch}",
+        "STREAMPROC_LIFECYCLE_TOPIC": f"bench.lc.{batch}",
+        "STREAMPROC_FETCH_TOPIC": f"bench.fetch.{batch}",
+        "STREAMPROC_DLQ_TOPIC": f"bench.dlq.{batch}",
+        "STREAMPROC_DOWNLOADS_TOPIC": f"bench.downloads.{batch}",
+    }
 
 
 if __name__ == "__main__":

@@ -80,6 +80,8 @@ class Settings:
     commit_interval_s: float = 1.0
     processing_guarantee: str = "at_least_once"
     stall_after_s: float = STALL_AFTER_S
+    fold_batch: int = 500
+    """Events a fold agent takes at a time (1 = one at a time)."""
     log_level: str = "INFO"
     log_format: str = "text"
     # downloads
@@ -148,6 +150,7 @@ class Settings:
                 "PROCESSING_GUARANTEE", defaults.processing_guarantee, GUARANTEES
             ),
             stall_after_s=reader.number("STALL_AFTER_S", defaults.stall_after_s, low=1.0),
+            fold_batch=reader.integer("FOLD_BATCH", defaults.fold_batch, low=1, high=100_000),
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, LOG_LEVELS),
             log_format=reader.choice("LOG_FORMAT", defaults.log_format, LOG_FORMATS),
             fetch_concurrency=reader.integer("FETCH_CONCURRENCY", 8, low=1, high=1024),

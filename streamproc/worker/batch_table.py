@@ -1,0 +1,90 @@
+"""A Faust table written once per key per batch of events, not once per event.
+
+The fold agents take events in batches (``stream.take_events``); a recording with several
+events in a batch, and the partition's stall clock, would otherwise write the table (and its
+changelog) once per event. Here writes wait in ``pending`` until ``flush`` (the agent calls
+it at the end of every batch, before Faust acks the batch's events), and reads see them.
+
+Faust routes a table write to the partition of the event being handled (its changelog
+partition, and a rocksdb store's partition database), so each pending write keeps the event
+it was made under and is flushed as that event: a key's events all come from one partition.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+from faust.streams import _current_event, current_event
+
+_DELETED = object()
+
+
+@contextmanager
+def handling(event: Any) -> Iterator[None]:
+    """Make ``event`` Faust's current event (what a table write is attributed to)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class BatchTable(MutableMapping[bytes, bytes]):
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+        self.pending: dict[bytes, tuple[Any, Any]] = {}
+        """Key -> (value or ``_DELETED``, the event the write was made under)."""
+
+    def __getitem__(self, key: bytes) -> bytes:
+        if key in self.pending:
+            value, _ = self.pending[key]
+            if value is _DELETED:
+                raise KeyError(key)
+            return value
+        value = self.table[key]
+        if value is None:  # a Faust table with default=None answers missing keys with None
+            raise KeyError(key)
+        return value
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.pending[key] = (value, self._event())
+
+    def __delitem__(self, key: bytes) -> None:
+        self.pending[key] = (_DELETED, self._event())
+
+    def _event(self) -> Any:
+        event = current_event()
+        if event is None:
+            raise RuntimeError("a table write outside of an event being handled")
+        return event
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.flush()
+        return iter(list(self.table.keys()))
+
+    def __len__(self) -> int:
+        self.flush()
+        return len(self.table)
+
+    def items(self) -> Any:
+        self.flush()
+        return self.table.items()
+
+    def flush(self) -> None:
+        """Write every pending key to the table, as the event it was written under."""
+        pending, self.pending = self.pending, {}
+        for key, (value, event) in pending.items():
+            with handling(event):
+                if value is _DELETED:
+                    self.table.pop(key, None)
+                else:
+                    self.table[key] = value
