@@ -29,8 +29,8 @@ class WorkerCollector(Collector):
         events = CounterMetricFamily(
             "streamproc_worker_events",
             "What the worker did with each record: folded, duplicates, redelivered, "
-            "rekeyed, join.routed, join.held, join.released, downloaded, dead_lettered.<stage>, "
-            "skipped.<provider>.<type>.",
+            "rekeyed, join.routed, join.held, join.released, stalled, downloaded, "
+            "dead_lettered.<stage>, skipped.<provider>.<type>.",
             labels=["outcome"],
         )
         for outcome, count in sorted(self.pipeline_counts.items()):
