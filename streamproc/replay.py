@@ -32,6 +32,8 @@ from streamproc.settings import Settings
 from streamproc.stalls import StallClock
 
 FoldFunction = Callable[..., tuple[RecordingState, FoldOutput]]
+WRITE_EVERY = 1000
+"""A replay that writes sends its outputs in chunks of this many as it goes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,9 @@ class ReplayRange:
 class ReplayResult:
     states: dict[str, RecordingState] = field(default_factory=dict)
     emitted: list[tuple[str, bytes, bytes]] = field(default_factory=list)
-    """(topic, key, value) in emission order."""
+    """(topic, key, value) in emission order: all of them in a dry run; in a replay that
+    writes, those not written yet (they are sent as the replay goes, so memory holds the
+    states, not the outputs)."""
     counts: Counter[str] = field(default_factory=Counter)
     linked: dict[str, str] = field(default_factory=dict)
     """Instance id -> recording id, from every event that names both (the worker's join)."""
@@ -107,6 +111,12 @@ async def replay(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
     )
+    producer = None
+    if not dry_run:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5
+        )
+        await producer.start()
     await consumer.start()
     try:
         partitions = sorted(
@@ -142,12 +152,17 @@ async def replay(
                     refetch=refetch,
                     fold_fn=fold_fn,
                 )
+                if producer is not None and len(result.emitted) >= WRITE_EVERY:
+                    await _write(producer, result)
         _announce_failed_starts(result, settings, output_suffix)
+        if producer is not None:
+            await _write(producer, result)
+            await producer.flush()
         bar.close()
     finally:
         await consumer.stop()
-    if not dry_run:
-        await _write(settings, result.emitted)
+        if producer is not None:
+            await producer.stop()
     return result
 
 
@@ -297,15 +312,11 @@ def _emit(
         result.counts[f"emitted.{topic}"] += 1
 
 
-async def _write(settings: Settings, emitted: list[tuple[str, bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for topic, key, value in emitted:
-            await producer.send(topic, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
+async def _write(producer: AIOKafkaProducer, result: ReplayResult) -> None:
+    """Send what is emitted so far and wait for every acknowledgement (a failure raises)."""
+    sent = [await producer.send(topic, value, key=key) for topic, key, value in result.emitted]
+    await asyncio.gather(*sent)
+    result.emitted.clear()
 
 
 async def current_states(settings: Settings) -> dict[str, dict]:
