@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from worker_throughput import PARTITIONS, events, produce
 
 from streamproc.broker import EmbeddedBroker
+from streamproc.kafka.topics import TopicSpec, ensure_topics
+from streamproc.settings import Settings
 
 
 async def bare_read(bootstrap: str, topic: str, ends: dict[int, int]) -> float:
@@ -44,7 +46,7 @@ async def bare_read(bootstrap: str, topic: str, ends: dict[int, int]) -> float:
         await consumer.stop()
 
 
-def replay(bootstrap: str, topic: str) -> tuple[float, float]:
+def replay(bootstrap: str, topic: str, dry_run: bool) -> tuple[float, float]:
     """Seconds and peak RSS (MiB) of ``streamproc replay --output-suffix bench``."""
     env = {
         **os.environ,
@@ -54,7 +56,8 @@ def replay(bootstrap: str, topic: str) -> tuple[float, float]:
     }
     started = time.monotonic()
     subprocess.run(
-        [sys.executable, "-m", "streamproc", "replay", "--output-suffix", "bench"],
+        [sys.executable, "-m", "streamproc", "replay", "--output-suffix", "bench"]
+        + (["--dry-run"] if dry_run else []),
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -68,6 +71,7 @@ def replay(bootstrap: str, topic: str) -> tuple[float, float]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--dry-run", action="store_true", help="replay without writing")
     args = parser.parse_args()
     with EmbeddedBroker() as broker:
         topic = "bench.raw"
@@ -75,10 +79,13 @@ async def main() -> None:
         total = sum(ends.values())
         print(f"{total} events in {topic} ({PARTITIONS} partitions), embedded broker")
         bare = await bare_read(broker.bootstrap, topic, ends)
+        if args.dry_run:  # it compares with the live state topic: an empty one here
+            await ensure_topics(broker.bootstrap, [TopicSpec(Settings().state_topic, 1)])
         print(f"bare aiokafka read              {bare:10,.0f} events/s")
-        seconds, peak_mib = await asyncio.to_thread(replay, broker.bootstrap, topic)
+        seconds, peak_mib = await asyncio.to_thread(replay, broker.bootstrap, topic, args.dry_run)
         rate = total / seconds
-        print(f"streamproc replay (with writes) {rate:10,.0f} events/s  (start-up included)")
+        mode = "dry run" if args.dry_run else "with writes"
+        print(f"streamproc replay ({mode}) {rate:10,.0f} events/s  (start-up included)")
         print(f"replay peak RSS: {peak_mib:,.0f} MiB")
         print(f"ratio replay / bare read: {rate / bare:.2f}")
 

@@ -61,6 +61,7 @@ def _run_replay(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             output_suffix=args.output_suffix,
             refetch=args.refetch,
+            keep_outputs=False,
         )
         print_report(settings, result, dry_run=args.dry_run, show=args.show)
     except (ValueError, OSError) as exc:

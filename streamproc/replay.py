@@ -104,8 +104,12 @@ async def replay(
     refetch: bool = False,
     fold_fn: FoldFunction = fold,
     progress: bool = True,
+    keep_outputs: bool = True,
 ) -> ReplayResult:
-    """Fold the selected partitions; write outputs of the range unless ``dry_run``."""
+    """Fold the selected partitions; write outputs of the range unless ``dry_run``.
+
+    A dry run keeps every output in ``result.emitted`` unless ``keep_outputs`` is False
+    (the command counts them only: memory then holds the states, not the outputs)."""
     topic = settings.raw_topic
     result = ReplayResult()
     consumer = AIOKafkaConsumer(
@@ -152,12 +156,10 @@ async def replay(
                     refetch=refetch,
                     fold_fn=fold_fn,
                 )
-                if producer is not None and len(result.emitted) >= WRITE_EVERY:
-                    await _write(producer, result)
+                if len(result.emitted) >= WRITE_EVERY:
+                    await _hand_over(producer, result, keep_outputs)
         _announce_failed_starts(result, settings, output_suffix)
-        if producer is not None:
-            await _write(producer, result)
-            await producer.flush()
+        await _hand_over(producer, result, keep_outputs)
         bar.close()
     finally:
         await consumer.stop()
@@ -310,6 +312,16 @@ def _emit(
         name = f"{topic}.{output_suffix}" if output_suffix else topic
         result.emitted.append((name, key, derived.encode(message)))
         result.counts[f"emitted.{topic}"] += 1
+
+
+async def _hand_over(
+    producer: AIOKafkaProducer | None, result: ReplayResult, keep_outputs: bool
+) -> None:
+    """Outputs so far: written (a replay that writes), kept, or only counted."""
+    if producer is not None:
+        await _write(producer, result)
+    elif not keep_outputs:
+        result.emitted.clear()
 
 
 async def _write(producer: AIOKafkaProducer, result: ReplayResult) -> None:
