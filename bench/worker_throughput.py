@@ -116,7 +116,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument(
         "--batches",
-        default="1,500",
+        default="1,100,500",
         help="STREAMPROC_FOLD_BATCH values to run the worker with (1 = one event at a time)",
     )
     args = parser.parse_args()

@@ -80,7 +80,7 @@ class Settings:
     commit_interval_s: float = 1.0
     processing_guarantee: str = "at_least_once"
     stall_after_s: float = STALL_AFTER_S
-    fold_batch: int = 500
+    fold_batch: int = 100
     """Events a fold agent takes at a time (1 = one at a time)."""
     log_level: str = "INFO"
     log_format: str = "text"

@@ -136,6 +136,8 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         },
     )
 
+    app.seek_listeners.append(sweeper.sought)
+
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
         await sweeper.assigned(assigned)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -144,20 +145,26 @@ class StreamprocConsumer(faust_aiokafka.Consumer):
     logger = FAUST_LOGGER
 
     async def seek_to_committed(self) -> dict[TP, int | None]:
-        """aiokafka's, with never-committed stream partitions sent to offset 0 (4. above)."""
+        """aiokafka's, with never-committed stream partitions sent to offset 0 (4. above);
+        then every listener of ``App.seek_listeners`` hears where each partition went."""
         thread = self._thread
         changelogs = set(self.app.tables.changelog_topics)
-        return await thread.call_thread(
+        known = dict(self._committed_offset)
+        committed = await thread.call_thread(
             _seek_to_committed_or_start, thread._ensure_consumer(), changelogs
         )
+        for listener in getattr(self.app, "seek_listeners", ()):
+            listener(committed, known)
+        return committed
 
 
 async def _seek_to_committed_or_start(
     client: AIOKafkaConsumer, changelogs: set[str]
 ) -> dict[TP, int | None]:
     committed = await client.seek_to_committed()
+    assigned = client.assignment()
     for tp, offset in committed.items():
-        if not offset and tp.topic not in changelogs:
+        if not offset and tp.topic not in changelogs and tp in assigned:
             client.seek(tp, 0)
     return committed
 
@@ -188,6 +195,10 @@ class App(faust.App):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, TableManager=StreamprocTableManager, **kwargs)
+        self.seek_listeners: list[Callable[[Mapping[Any, int | None], Mapping[Any, int]], None]]
+        self.seek_listeners = []
+        """Called after every seek to committed offsets with ``{tp: committed or None}`` and
+        what this worker knew committed before (its own commits and its last seek)."""
 
     def _new_transport(self) -> StreamprocTransport:
         return StreamprocTransport(self.conf.broker_consumer, self)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
@@ -56,6 +57,16 @@ class PartitionProgress:
         if self.low is None:
             return []
         return [o for o in range(self.low, end) if o not in self.above]
+
+    def handled_elsewhere(self, start: int, end: int) -> None:
+        """Offsets in ``[start, end)`` are done (by another member)."""
+        if self.low is None or end <= self.low:
+            return
+        if start <= self.low:
+            self.skip_to(end)
+        else:
+            self.above.update(range(start, end))
+            self._advance()
 
     def skip_to(self, end: int) -> None:
         if self.low is not None and end > self.low:
@@ -117,6 +128,23 @@ class SkippedRecordSweeper:
                     "tracking %s:%d from committed offset %s", tp.topic, tp.partition, committed
                 )
                 progress.start_at(committed if committed is not None else 0)
+
+    def sought(self, committed: Mapping[Any, int | None], known: Mapping[Any, int]) -> None:
+        """The engine sought its partitions to ``committed`` (None: never committed, read
+        from 0); ``known`` is what it knew committed before (its own commits, its last
+        seek). Offsets between the two were committed by another member (one that owned the
+        partition before, committing late: the embedded broker does not refuse a commit
+        from an old generation) and handled there, so they are not this engine's skips; a
+        gap below ``known`` still is."""
+        for faust_tp, offset in committed.items():
+            progress = self._progress.get(TopicPartition(faust_tp.topic, faust_tp.partition))
+            if progress is None:
+                continue  # not tracked, or no longer assigned here
+            target = offset or 0
+            if progress.low is None:
+                progress.start_at(target)
+            else:
+                progress.handled_elsewhere(known.get(faust_tp) or 0, target)
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:

@@ -27,3 +27,31 @@ def test_missing_is_exactly_what_was_not_handled(handled, end):
     for offset in sorted(handled, key=lambda o: (o * 7919) % 61):
         progress.add(offset)
     assert progress.missing(end) == [o for o in range(end) if o not in handled]
+
+
+def _sweeper_tracking(low: int):
+    from aiokafka import TopicPartition
+
+    from streamproc.worker.gaps import SkippedRecordSweeper
+
+    sweeper = SkippedRecordSweeper("unused:9092", "group", {"raw": None})
+    tp = TopicPartition("raw", 0)
+    sweeper._progress[tp] = PartitionProgress(low=low)
+    return sweeper, tp
+
+
+def test_a_late_commit_by_the_previous_owner_is_not_this_engines_skip():
+    """Seen in the chaos suite: the member that owned raw:0 committed 477 after this one
+    had read 463 at assignment; this engine's seek found 477 and never fetched 463-476."""
+    sweeper, tp = _sweeper_tracking(low=463)
+    sweeper.sought({tp: 477}, known={})
+    assert sweeper._progress[tp].missing(480) == [477, 478, 479]
+
+
+def test_a_gap_below_this_engines_own_commit_is_still_a_skip():
+    sweeper, tp = _sweeper_tracking(low=100)
+    for offset in (100, 101, 104):
+        sweeper.handled("raw", 0, offset)
+    # this engine committed 105 (past 102-103, never handled); another member then 110
+    sweeper.sought({tp: 110}, known={tp: 105})
+    assert sweeper._progress[tp].missing(112) == [102, 103, 110, 111]
