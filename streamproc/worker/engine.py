@@ -29,12 +29,24 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    drain ended and skipped every fetch request its killed predecessor had not committed
    (``docs/durability.md``, section 4). Here such a partition goes back to offset 0, which
    on real Kafka resets to the log start if retention removed it (``auto_offset_reset``).
+5. ``AIOKafkaConsumerThread.getmany``: Faust asks the consumer thread for records with a
+   call whose caller can go away: the Fetcher is stopped (its task cancelled) at every
+   rebalance, but the thread-side ``fetched_records`` call goes on waiting, with a reference
+   to Faust's *live* set of active partitions. After the rebalance's seek and resume it
+   drained the re-fetched records of every stream partition, for nobody: the restarted
+   worker's positions stood at the log end, Faust's read offsets at the committed offsets,
+   and no record was ever handed to an agent (the "stall after ready" of
+   ``docs/durability.md``, caught by ``tests/debug``'s dump). Here the thread gets a
+   snapshot of the active partitions, and records drained for an abandoned call are put
+   back (each partition sought to its first drained offset, in the same step as the drain,
+   so nothing else moved it in between).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -144,6 +156,9 @@ class StreamprocRecovery(Recovery):
 class StreamprocConsumer(faust_aiokafka.Consumer):
     logger = FAUST_LOGGER
 
+    def _new_consumer_thread(self) -> Any:
+        return StreamprocConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def seek_to_committed(self) -> dict[TP, int | None]:
         """aiokafka's, with never-committed stream partitions sent to offset 0 (4. above);
         then every listener of ``App.seek_listeners`` hears where each partition went."""
@@ -167,6 +182,62 @@ async def _seek_to_committed_or_start(
         if not offset and tp.topic not in changelogs and tp in assigned:
             client.seek(tp, 0)
     return committed
+
+
+class _Fetch:
+    """One request for records handed to the consumer thread; abandoned if its caller is
+    cancelled before it gets them."""
+
+    __slots__ = ("abandoned", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.abandoned = False
+
+
+class StreamprocConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def getmany(self, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109 (Faust's)
+        """Faust's, with a snapshot of the partitions and abandoned fetches put back (5.)."""
+        consumer = self._ensure_consumer()
+        partitions = frozenset(active_partitions or ())
+        if not partitions:  # aiokafka reads "no partitions" as "all partitions"
+            return {}
+        fetch = _Fetch()
+        try:
+            return await self.call_thread(
+                self._fetch_for,
+                consumer,
+                partitions,
+                fetch,
+                timeout=timeout,
+                max_records=consumer._max_poll_records,
+            )
+        except BaseException:
+            with fetch.lock:
+                fetch.abandoned = True
+            raise
+
+    async def _fetch_for(
+        self,
+        consumer: AIOKafkaConsumer,
+        partitions: frozenset[Any],
+        fetch: _Fetch,
+        timeout: float,  # noqa: ASYNC109 (passed on to Faust's _fetch_records)
+        max_records: int | None,
+    ) -> Any:
+        records = await self._fetch_records(
+            consumer, set(partitions), timeout=timeout, max_records=max_records
+        )
+        with fetch.lock:
+            if not fetch.abandoned:
+                return records
+        assigned = consumer.assignment()
+        for tp, drained in records.items():
+            if drained and tp in assigned:
+                consumer.seek(tp, drained[0].offset)
+        if records:
+            log.debug("put back records fetched for an abandoned call: %s", list(records))
+        return {}
 
 
 class StreamprocTransport(faust_aiokafka.Transport):

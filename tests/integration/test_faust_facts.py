@@ -133,3 +133,40 @@ async def test_seek_to_committed_leaves_a_never_committed_partition_where_readin
         assert await read_to_end() == {committed_tp: [3, 4], never_tp: [0, 1, 2, 3, 4]}
     finally:
         await consumer.stop()
+
+
+async def test_records_fetched_for_an_abandoned_call_are_put_back(broker):
+    """Correction 5 (``engine.StreamprocConsumerThread``): Faust's consumer thread goes on
+    draining records for a getmany whose caller was cancelled (its Fetcher stops at every
+    rebalance); drained for nobody, they were never handed to an agent. Here they are put
+    back: the next read gets them, from the same offset."""
+    from types import SimpleNamespace
+
+    from streamproc.worker.engine import StreamprocConsumerThread, _Fetch
+
+    topic = f"abandoned-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(broker.bootstrap, [TopicSpec(topic, 1)])
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for index in range(5):
+            await producer.send_and_wait(topic, b"%d" % index)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        thread = StreamprocConsumerThread.__new__(StreamprocConsumerThread)
+        thread.consumer = SimpleNamespace(flow_active=True)
+        abandoned = _Fetch()
+        abandoned.abandoned = True
+        nothing = await thread._fetch_for(consumer, frozenset({tp}), abandoned, 5.0, None)
+        assert nothing == {} and await consumer.position(tp) == 0  # as if never drained
+        taken = await thread._fetch_for(consumer, frozenset({tp}), _Fetch(), 5.0, None)
+        assert [record.value for record in taken[tp]] == [b"0", b"1", b"2", b"3", b"4"]
+        assert await consumer.position(tp) == 5
+    finally:
+        await consumer.stop()
