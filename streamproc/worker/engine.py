@@ -236,7 +236,11 @@ class StreamprocConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             if drained and tp in assigned:
                 consumer.seek(tp, drained[0].offset)
         if records:
-            log.debug("put back records fetched for an abandoned call: %s", list(records))
+            log.info(
+                "put back %d record(s) fetched for a reader that a rebalance stopped (%s)",
+                sum(len(drained) for drained in records.values()),
+                ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in records)),
+            )
         return {}
 
 
