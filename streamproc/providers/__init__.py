@@ -3,6 +3,7 @@ for one that signs with Standard Webhooks, a mapping file (``mapping.py``).
 
 ``decode`` maps any record of the raw log (the edge's or another producer's) through them."""
 
+from functools import lru_cache
 from pathlib import Path
 
 from streamproc.providers import daily, openvidu
@@ -16,10 +17,16 @@ def enabled_providers(settings: Settings) -> dict[str, Provider]:
     """The built-in providers, and the mapped one if ``settings`` names a mapping file."""
     if settings.standard_webhooks_mapping is None:
         return PROVIDERS
+    provider = _mapped(settings.standard_webhooks_mapping)
+    return {**PROVIDERS, provider.name: provider}
+
+
+@lru_cache(maxsize=8)
+def _mapped(path: str) -> Provider:
+    """Read once per process (the settings already checked the file)."""
     from streamproc.providers.mapping import load_mapping, mapped_provider
 
-    provider = mapped_provider(load_mapping(Path(settings.standard_webhooks_mapping)))
-    return {**PROVIDERS, provider.name: provider}
+    return mapped_provider(load_mapping(Path(path)))
 
 
 __all__ = ["PROVIDERS", "Accepted", "Provider", "Verification", "enabled_providers"]
