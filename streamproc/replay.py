@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -26,7 +26,7 @@ from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.partitions import partition_for
 from streamproc.progress import progress_bar
-from streamproc.providers import enabled_providers
+from streamproc.providers import Provider, enabled_providers
 from streamproc.providers.decode import Skipped, Unlinked, Unusable, decode_record, header_dict
 from streamproc.settings import Settings
 from streamproc.stalls import StallClock
@@ -144,6 +144,7 @@ async def replay(
             starts[tp], stops[tp] = start, stop
         total = sum(stops.values())
         bar = progress_bar(total, "replay", unit="rec", enabled=progress)
+        providers = enabled_providers(settings)
         for tp in tps:
             async for record in _records(consumer, tp, stops[tp]):
                 bar.update(1)
@@ -155,6 +156,7 @@ async def replay(
                     output_suffix=output_suffix,
                     refetch=refetch,
                     fold_fn=fold_fn,
+                    providers=providers,
                 )
                 if len(result.emitted) >= WRITE_EVERY:
                     await _hand_over(producer, result, keep_outputs)
@@ -194,14 +196,12 @@ def _apply(
     output_suffix: str | None,
     refetch: bool,
     fold_fn: FoldFunction,
+    providers: Mapping[str, Provider],
 ) -> None:
     """One raw record, through the same steps as the worker, instance join included."""
     result.counts["records"] += 1
     decoded = decode_record(
-        record.value,
-        header_dict(record.headers),
-        settings.max_body_bytes,
-        enabled_providers(settings),
+        record.value, header_dict(record.headers), settings.max_body_bytes, providers
     )
     if isinstance(decoded, Unusable | Skipped):
         result.counts["unusable" if isinstance(decoded, Unusable) else "skipped"] += 1

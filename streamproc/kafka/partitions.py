@@ -7,9 +7,10 @@ elsewhere (librdkafka's default hashes with CRC32) is re-keyed onto it.
 
 from __future__ import annotations
 
-from aiokafka.partitioner import murmur2
+from aiokafka.partitioner import DefaultPartitioner
+
+_PARTITIONER = DefaultPartitioner()
 
 
 def partition_for(key: bytes, partitions: int) -> int:
-    """What ``aiokafka.partitioner.DefaultPartitioner`` picks among ``partitions``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return _PARTITIONER(key, range(partitions), None)

@@ -197,6 +197,7 @@ class _Fetch:
 
 class StreamprocConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     logger = FAUST_LOGGER
+
     async def getmany(self, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109 (Faust's)
         """Faust's, with a snapshot of the partitions and abandoned fetches put back (5.)."""
         consumer = self._ensure_consumer()

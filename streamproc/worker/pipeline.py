@@ -230,7 +230,8 @@ class Pipeline:
         self, key: bytes, event: Any, source: SourcePosition, here: SourcePosition
     ) -> None:
         """``source``: the event's place in the raw topic (provenance); ``here``: the record
-        being handled (a re-keyed one is on another topic), for the stall clock."""
+        being handled (a re-keyed one is on another topic), which tells a redelivery and
+        places the stall clock."""
         new_state, output = fold(self._state(event.recording_id), event, source, here)
         if output.changed or output.redelivered:
             # A redelivered record is written again too: a rocksdb store can hold a write
