@@ -1,8 +1,10 @@
-"""Edge throughput: signed webhooks/s answered 200 after Kafka's acks=all, vs a bare ASGI app.
+"""Edge throughput and latency: signed webhooks/s answered 200 after Kafka's acks=all.
 
-Both run as one uvicorn process on this machine, loaded by wrk (Debian package ``wrk``)
-with the same signed Daily request; the edge publishes every request (redelivery window off)
-to the embedded broker. The ratio is what to compare across machines. Usage:
+Baselines in the same run, on the same broker and machine: a bare ASGI app that only answers
+200 under the same uvicorn and wrk load (Debian package ``wrk``), and the acked-publish
+ceiling of one aiokafka producer (the edge's body and headers, acks=all, as many concurrent
+publishes as wrk has connections). Then the edge's p50/p99 latency at half its measured
+maximum rate, from an open-loop generator (``loadgen.py``). Usage:
 
     .venv/bin/python bench/edge_throughput.py [--seconds 10] [--connections 64]
 """
@@ -10,6 +12,7 @@ to the embedded broker. The ratio is what to compare across machines. Usage:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import os
 import re
@@ -20,9 +23,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from aiokafka import AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import Request, open_loop, percentile
+from report import Figure, table
+
 from streamproc.broker import EmbeddedBroker
 from streamproc.processes import free_port, stop_process, wait_for_port
 from streamproc.providers import daily
+from streamproc.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 KEY = b"bench-secret-key"
@@ -68,37 +79,64 @@ def serve(command: list[str], env: dict[str, str], port: int) -> subprocess.Pope
     return process
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=64)
-    args = parser.parse_args()
+async def producer_ceiling(bootstrap: str, seconds: float, concurrency: int) -> float:
+    """Messages/s of one acks=all producer with ``concurrency`` publishes always in flight."""
+    topic = Settings().raw_topic
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    headers = [("provider", b"daily"), ("event-id", b"bench"), ("event-type", b"recording")]
+    done = 0
+    try:
+        deadline = time.monotonic() + seconds
+
+        async def publisher(key: bytes) -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                await producer.send_and_wait(topic, BODY, key=key, headers=headers)
+                done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(publisher(f"k{n}".encode()) for n in range(concurrency)))
+        return done / (time.monotonic() - started)
+    finally:
+        await producer.stop()
+
+
+async def latency_at(port: int, rate: float, seconds: float) -> tuple[float, float, int]:
+    """p50 and p99 (ms) of the edge at ``rate`` requests/s, open loop; and non-2xx count."""
+    headers = {
+        "Content-Type": "application/json",
+        **daily.SCHEME.signed_headers(KEY, BODY, str(int(time.time()))),
+    }
+    requests = [Request("/webhooks/daily", headers, BODY)] * max(1, int(rate * seconds))
+    answers = await open_loop("127.0.0.1", port, requests, rate)
+    latencies = [answer.latency * 1000 for answer in answers]
+    failed = sum(1 for answer in answers if not 200 <= answer.status < 300)
+    return percentile(latencies, 0.50), percentile(latencies, 0.99), failed
+
+
+def _uvicorn(app: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), app, "--port", str(port),
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def run(seconds: int = 10, connections: int = 64) -> list[Figure]:
     if shutil.which("wrk") is None:
-        sys.exit("wrk is needed: apt-get install wrk")
-    headers = daily.SCHEME.signed_headers(KEY, BODY, str(int(time.time())))
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    headers = {
+        "Content-Type": "application/json",
+        **daily.SCHEME.signed_headers(KEY, BODY, str(int(time.time()))),
+    }
     with EmbeddedBroker() as broker:
         port = free_port()
-        baseline = serve(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--app-dir",
-                str(HERE),
-                "minimal_asgi:app",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            dict(os.environ),
-            port,
-        )
+        baseline = serve(_uvicorn("minimal_asgi:app", port), dict(os.environ), port)
         try:
-            base_rate, _ = wrk(f"http://127.0.0.1:{port}/", args.seconds, args.connections, headers)
+            base_rate, _ = wrk(f"http://127.0.0.1:{port}/", seconds, connections, headers)
         finally:
             stop_process(baseline)
+        ceiling = asyncio.run(producer_ceiling(broker.bootstrap, seconds, connections))
         port = free_port()
         env = {
             **os.environ,
@@ -110,12 +148,29 @@ def main() -> None:
         edge = serve([sys.executable, "-m", "streamproc", "edge"], env, port)
         try:
             url = f"http://127.0.0.1:{port}/webhooks/daily"
-            edge_rate, errors = wrk(url, args.seconds, args.connections, headers)
+            edge_rate, errors = wrk(url, seconds, connections, headers)
+            p50, p99, failed = asyncio.run(latency_at(port, edge_rate / 2, seconds))
         finally:
             stop_process(edge)
-    print(f"bare ASGI app (uvicorn)          {base_rate:10,.0f} requests/s")
-    print(f"edge: verify + publish acks=all  {edge_rate:10,.0f} requests/s  ({errors} non-2xx)")
-    print(f"ratio edge / bare ASGI: {edge_rate / base_rate:.2f}")
+    if errors or failed:
+        raise RuntimeError(f"the edge answered non-2xx: {errors} under wrk, {failed} open loop")
+    edge = "edge: signed Daily webhook -> verified -> acks=all publish -> 200"
+    producer = f"one aiokafka producer, {connections} acked publishes in flight"
+    half = f"at half that rate ({edge_rate / 2:,.0f}/s, open loop)"
+    return [
+        Figure(edge, edge_rate, "req/s", "bare ASGI app (uvicorn, wrk)", base_rate, ">= 0.55"),
+        Figure(edge, edge_rate, "req/s", producer, ceiling, ">= 0.8"),
+        Figure(f"edge p50 latency {half}", p50, "ms"),
+        Figure(f"edge p99 latency {half}", p99, "ms", target="<= 10 ms"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    print(table(run(args.seconds, args.connections)))
 
 
 if __name__ == "__main__":
