@@ -1,0 +1,223 @@
+"""End-to-end latency: from the edge's 200 for a Daily ``recording.ready-to-download`` to the
+``recording.completed`` message visible to a consumer of the lifecycle topic.
+
+The whole stack runs here (embedded broker, moto S3, ``streamproc edge`` and ``streamproc
+worker``, which also downloads every finished recording); an open-loop generator
+(``loadgen.py``) sends ``--rate`` webhooks/s for ``--seconds`` (half of them start a recording,
+half finish the one started just before). A warm-up recording goes through first so the
+worker's start-up is not measured. Usage:
+
+    .venv/bin/python bench/e2e_latency.py [--rate 1000] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import Request, open_loop, percentile
+from report import Figure, table
+
+from streamproc.broker import EmbeddedBroker
+from streamproc.demo import _daily
+from streamproc.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
+from streamproc.processes import free_port, stop_process, wait_for_port
+from streamproc.providers import daily
+from streamproc.settings import Settings
+from streamproc.worker.engine import FETCH_MAX_WAIT_MS
+from streamproc.worker.topics import prepare_topics
+
+KEY = b"bench-e2e-secret"
+BUCKET = "bench-e2e"
+OBJECT = "bench/recording.mp4"
+FINISHING = b"recording.ready-to-download"
+
+
+def webhooks(first: int, count: int) -> list[tuple[str, Request]]:
+    """(recording id, request) pairs: started then ready-to-download for each recording."""
+    now = int(time.time())
+    out = []
+    for index in range(first, first + count):
+        recording = f"e2e-{index:07d}"
+        for kind, payload in (
+            ("recording.started", {"start_ts": now}),
+            (
+                "recording.ready-to-download",
+                {
+                    "status": "finished",
+                    "duration": 1,
+                    "start_ts": now,
+                    "type": "cloud",
+                    "s3_key": OBJECT,
+                    "max_participants": 1,
+                },
+            ),
+        ):
+            body = _daily(kind, index, recording, now, **payload).body
+            headers = daily.SCHEME.signed_headers(KEY, body, str(now))
+            out.append((recording, Request("/webhooks/daily", headers, body)))
+    return out
+
+
+class CompletedWatcher:
+    """Notes the event-loop time each ``recording.completed`` reaches a consumer."""
+
+    def __init__(self, bootstrap: str, settings: Settings) -> None:
+        self.lifecycle_topic = settings.lifecycle_topic
+        self.consumer = AIOKafkaConsumer(
+            settings.raw_topic,
+            settings.lifecycle_topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # aiokafka's 500 ms default adds up to that
+        )
+        self.seen: dict[str, float] = {}
+        self.raw_at: dict[str, float] = {}  # record timestamps (ms) of ready-to-download
+        self.folded_ms: list[float] = []  # raw record -> lifecycle record (the worker)
+        self.delivery_ms: list[float] = []  # lifecycle record -> seen here (the consumer)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=20)
+            now, wall_ms = loop.time(), time.time() * 1000
+            for tp, records in batch.items():
+                for record in records:
+                    if tp.topic != self.lifecycle_topic:
+                        if ("event-type", FINISHING) in record.headers:
+                            self.raw_at[record.key.decode()] = record.timestamp
+                        continue
+                    message = orjson.loads(record.value)
+                    recording = message["recording_id"]
+                    if message["type"] == "recording.completed" and recording not in self.seen:
+                        self.seen[recording] = now
+                        self.delivery_ms.append(wall_ms - record.timestamp)
+                        if recording in self.raw_at:
+                            self.folded_ms.append(record.timestamp - self.raw_at[recording])
+
+    async def wait_for(self, recordings: set[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not recordings <= self.seen.keys():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self.consumer.stop()
+
+
+async def measure(port: int, bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
+    settings = Settings.from_env({"STREAMPROC_KAFKA_BOOTSTRAP": bootstrap})
+    await prepare_topics(settings)  # so the watcher's subscription finds its topic at once
+    watcher = CompletedWatcher(bootstrap, settings)
+    await watcher.start()
+    try:
+        warm_up = webhooks(0, 1)
+        answers = await open_loop("127.0.0.1", port, [request for _, request in warm_up], 10, 1)
+        if any(answer.status != 200 for answer in answers):
+            raise RuntimeError(f"the edge refused the warm-up webhooks: {answers}")
+        if not await watcher.wait_for({warm_up[0][0]}, 120):
+            raise RuntimeError("the warm-up recording was not completed within 120 s")
+        load = webhooks(1, max(1, int(rate * seconds / 2)))
+        answers = await open_loop("127.0.0.1", port, [request for _, request in load], rate)
+        failed = sum(1 for answer in answers if not 200 <= answer.status < 300)
+        if failed:
+            raise RuntimeError(f"the edge refused {failed} of {len(answers)} webhooks")
+        finished = {load[a.index][0]: a.answered for a in answers if a.index % 2 == 1}
+        if not await watcher.wait_for(set(finished), 300):
+            missing = len(set(finished) - watcher.seen.keys())
+            raise RuntimeError(f"{missing} recordings were never completed")
+        latencies = [(watcher.seen[r] - answered) * 1000 for r, answered in finished.items()]
+        return {
+            "p50": percentile(latencies, 0.5),
+            "p99": percentile(latencies, 0.99),
+            "folded p50": percentile(watcher.folded_ms, 0.5),
+            "delivery p50": percentile(watcher.delivery_ms, 0.5),
+        }
+    finally:
+        await watcher.stop()
+
+
+def _start(
+    command: list[str], env: dict[str, str], port: int, log: Path
+) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:
+        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if not wait_for_port("127.0.0.1", port, 60):
+        stop_process(process)
+        raise RuntimeError(f"{command} did not start")
+    return process
+
+
+def run(rate: float = 1000, seconds: float = 60) -> list[Figure]:
+    with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
+        logs = Path(os.environ.get("BENCH_LOGS") or scratch)  # keep them: BENCH_LOGS=dir
+        s3 = EmbeddedS3().start()
+        processes = []
+        try:
+            client = s3.client()
+            client.create_bucket(Bucket=BUCKET)
+            client.put_object(Bucket=BUCKET, Key=OBJECT, Body=b"\0" * 4096)
+            edge_port, worker_port = free_port(), free_port()
+            env = {
+                **os.environ,
+                **LOCAL_CREDENTIALS,
+                "STREAMPROC_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "STREAMPROC_S3_ENDPOINT_URL": s3.url,
+                "STREAMPROC_S3_BUCKET": BUCKET,
+                "STREAMPROC_SINK": f"{scratch}/downloads",
+                "STREAMPROC_DATA_DIR": f"{scratch}/worker",
+                "STREAMPROC_DAILY_SECRETS": base64.b64encode(KEY).decode(),
+                "STREAMPROC_EDGE_PORT": str(edge_port),
+                "STREAMPROC_WORKER_WEB_PORT": str(worker_port),
+                "STREAMPROC_LOG_LEVEL": "WARNING",
+            }
+            for name, port in (("edge", edge_port), ("worker", worker_port)):
+                command = [sys.executable, "-m", "streamproc", name]
+                processes.append(_start(command, env, port, logs / f"{name}.log"))
+            figures = asyncio.run(measure(edge_port, broker.bootstrap, rate, seconds))
+        finally:
+            for process in processes:
+                stop_process(process)
+            s3.stop()
+    load = f"at {rate:,.0f} webhooks/s for {seconds:g} s, open loop"
+    folded, delivered = figures["folded p50"], figures["delivery p50"]
+    name = "end to end: edge 200 -> recording.completed visible"
+    return [
+        Figure(f"{name}, p50 {load}", figures["p50"], "ms"),
+        Figure(f"{name}, p99 {load}", figures["p99"], "ms", target="<= 50 ms"),
+        Figure("of which: raw record -> lifecycle record (the worker), p50", folded, "ms"),
+        Figure("of which: lifecycle record -> seen by a consumer, p50", delivered, "ms"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args()
+    print(table(run(args.rate, args.seconds)))
+
+
+if __name__ == "__main__":
+    main()
