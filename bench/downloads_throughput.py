@@ -16,10 +16,10 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -85,13 +85,33 @@ async def fetcher(keys: list[str], destination: Path, concurrency: int) -> None:
         await asyncio.gather(*(one(index, key) for index, key in enumerate(keys)))
 
 
+class RssSampler(threading.Thread):
+    """The highest resident set size seen while the download runs (every 10 ms): the
+    process's lifetime peak (ru_maxrss) is set by imports, not by the download."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = 0
+        self.running = True
+
+    def run(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        statm = Path(f"/proc/{os.getpid()}/statm")
+        while self.running:
+            self.peak = max(self.peak, int(statm.read_text().split()[1]) * page)
+            time.sleep(0.01)
+
+
 def child(mode: str, keys: list[str], destination: Path, concurrency: int) -> None:
+    sampler = RssSampler()
+    sampler.start()
     started = time.monotonic()
     run = bare if mode == "bare" else fetcher
     asyncio.run(run(keys, destination, concurrency))
     seconds = time.monotonic() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mib": peak}))
+    sampler.running = False
+    sampler.join()
+    print(json.dumps({"seconds": seconds, "peak_mib": sampler.peak / MIB}))
 
 
 def measure(mode: str, keys: list[str], s3_url: str, scratch: Path, concurrency: int) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from report import Figure, table
 from worker_throughput import PARTITIONS, events, produce
 
 from streamproc.broker import EmbeddedBroker
@@ -55,17 +55,36 @@ def replay(bootstrap: str, topic: str, dry_run: bool) -> tuple[float, float]:
         "STREAMPROC_LOG_LEVEL": "WARNING",
     }
     started = time.monotonic()
-    subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "streamproc", "replay", "--output-suffix", "bench"]
         + (["--dry-run"] if dry_run else []),
         env=env,
-        check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    seconds = time.monotonic() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, peak_kib / 1024
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not all children's
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"streamproc replay exited with {process.returncode}")
+    return time.monotonic() - started, usage.ru_maxrss / 1024
+
+
+async def run(count: int = 100_000, dry_run: bool = False) -> list[Figure]:
+    """The replay's rate against a bare read of the same topic, and its peak RSS."""
+    with EmbeddedBroker() as broker:
+        topic = "bench.raw"
+        ends = await produce(broker.bootstrap, topic, events(count))
+        total = sum(ends.values())
+        bare = await bare_read(broker.bootstrap, topic, ends)
+        if dry_run:  # it compares with the live state topic: an empty one here
+            await ensure_topics(broker.bootstrap, [TopicSpec(Settings().state_topic, 1)])
+        seconds, peak_mib = await asyncio.to_thread(replay, broker.bootstrap, topic, dry_run)
+    mode = "dry run" if dry_run else "side topics written"
+    name = f"replay from offset 0, {total:,} events, {mode} (start-up included)"
+    return [
+        Figure(name, total / seconds, "events/s", "bare aiokafka read of the topic", bare),
+        Figure(f"replay peak RSS, {total:,} events", peak_mib, "MiB", target="<= 300 MB"),
+    ]
 
 
 async def main() -> None:
@@ -73,21 +92,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--dry-run", action="store_true", help="replay without writing")
     args = parser.parse_args()
-    with EmbeddedBroker() as broker:
-        topic = "bench.raw"
-        ends = await produce(broker.bootstrap, topic, events(args.events))
-        total = sum(ends.values())
-        print(f"{total} events in {topic} ({PARTITIONS} partitions), embedded broker")
-        bare = await bare_read(broker.bootstrap, topic, ends)
-        if args.dry_run:  # it compares with the live state topic: an empty one here
-            await ensure_topics(broker.bootstrap, [TopicSpec(Settings().state_topic, 1)])
-        print(f"bare aiokafka read              {bare:10,.0f} events/s")
-        seconds, peak_mib = await asyncio.to_thread(replay, broker.bootstrap, topic, args.dry_run)
-        rate = total / seconds
-        mode = "dry run" if args.dry_run else "with writes"
-        print(f"streamproc replay ({mode}) {rate:10,.0f} events/s  (start-up included)")
-        print(f"replay peak RSS: {peak_mib:,.0f} MiB")
-        print(f"ratio replay / bare read: {rate / bare:.2f}")
+    print(table(await run(args.events, args.dry_run)))
 
 
 if __name__ == "__main__":

