@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import base64
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,16 +32,16 @@ from report import Figure, table
 from streamproc.broker import EmbeddedBroker
 from streamproc.demo import _daily
 from streamproc.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
-from streamproc.processes import free_port, stop_process, wait_for_port
+from streamproc.processes import ServerProcess, free_port
 from streamproc.providers import daily
 from streamproc.settings import Settings
-from streamproc.worker.engine import FETCH_MAX_WAIT_MS
 from streamproc.worker.topics import prepare_topics
 
 KEY = b"bench-e2e-secret"
 BUCKET = "bench-e2e"
 OBJECT = "bench/recording.mp4"
 FINISHING = b"recording.ready-to-download"
+WATCHER_FETCH_WAIT_MS = 20  # aiokafka's 500 ms default would add up to that to every figure
 
 
 def webhooks(first: int, count: int) -> list[tuple[str, Request]]:
@@ -81,7 +80,7 @@ class CompletedWatcher:
             settings.lifecycle_topic,
             bootstrap_servers=bootstrap,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # aiokafka's 500 ms default adds up to that
+            fetch_max_wait_ms=WATCHER_FETCH_WAIT_MS,
         )
         self.seen: dict[str, float] = {}
         self.raw_at: dict[str, float] = {}  # record timestamps (ms) of ready-to-download
@@ -158,18 +157,8 @@ async def measure(port: int, bootstrap: str, rate: float, seconds: float) -> dic
         await watcher.stop()
 
 
-def _start(
-    command: list[str], env: dict[str, str], port: int, log: Path
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as handle:
-        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    if not wait_for_port("127.0.0.1", port, 60):
-        stop_process(process)
-        raise RuntimeError(f"{command} did not start")
-    return process
-
-
-def run(rate: float = 1000, seconds: float = 60) -> list[Figure]:
+def run(rate: float = 1000, seconds: float = 60, fetch_wait_ms: int | None = None) -> list[Figure]:
+    """``fetch_wait_ms``: the worker's STREAMPROC_FETCH_MAX_WAIT_MS (None: its default)."""
     with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
         logs = Path(os.environ.get("BENCH_LOGS") or scratch)  # keep them: BENCH_LOGS=dir
         s3 = EmbeddedS3().start()
@@ -180,7 +169,6 @@ def run(rate: float = 1000, seconds: float = 60) -> list[Figure]:
             client.put_object(Bucket=BUCKET, Key=OBJECT, Body=b"\0" * 4096)
             edge_port, worker_port = free_port(), free_port()
             env = {
-                **os.environ,
                 **LOCAL_CREDENTIALS,
                 "STREAMPROC_KAFKA_BOOTSTRAP": broker.bootstrap,
                 "STREAMPROC_S3_ENDPOINT_URL": s3.url,
@@ -192,15 +180,19 @@ def run(rate: float = 1000, seconds: float = 60) -> list[Figure]:
                 "STREAMPROC_WORKER_WEB_PORT": str(worker_port),
                 "STREAMPROC_LOG_LEVEL": "WARNING",
             }
+            if fetch_wait_ms is not None:
+                env["STREAMPROC_FETCH_MAX_WAIT_MS"] = str(fetch_wait_ms)
             for name, port in (("edge", edge_port), ("worker", worker_port)):
-                command = [sys.executable, "-m", "streamproc", name]
-                processes.append(_start(command, env, port, logs / f"{name}.log"))
+                server = ServerProcess(name, "127.0.0.1", port, env, logs / f"{name}.log")
+                processes.append(server)
+                server.start([sys.executable, "-m", "streamproc", name], 60)
             figures = asyncio.run(measure(edge_port, broker.bootstrap, rate, seconds))
         finally:
-            for process in processes:
-                stop_process(process)
+            for server in processes:
+                server.stop()
             s3.stop()
-    load = f"at {rate:,.0f} webhooks/s for {seconds:g} s, open loop"
+    wait = "default" if fetch_wait_ms is None else f"{fetch_wait_ms} ms"
+    load = f"at {rate:,.0f} webhooks/s for {seconds:g} s, open loop, worker fetch wait {wait}"
     folded, delivered = figures["folded p50"], figures["delivery p50"]
     name = "end to end: edge 200 -> recording.completed visible"
     return [
@@ -215,8 +207,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--fetch-wait-ms", type=int, help="the worker's (default: its own)")
     args = parser.parse_args()
-    print(table(run(args.rate, args.seconds)))
+    print(table(run(args.rate, args.seconds, args.fetch_wait_ms)))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from loadgen import Request, open_loop, percentile
 from report import Figure, table
 
 from streamproc.broker import EmbeddedBroker
-from streamproc.processes import free_port, stop_process, wait_for_port
+from streamproc.processes import ServerProcess, free_port
 from streamproc.providers import daily
 from streamproc.settings import Settings
 
@@ -69,14 +69,10 @@ def lua_string(data: bytes) -> str:
     return '"' + "".join(f"\\{byte}" for byte in data) + '"'
 
 
-def serve(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    if not wait_for_port("127.0.0.1", port, 30):
-        stop_process(process)
-        raise RuntimeError(f"{command} did not start")
-    return process
+def serve(name: str, command: list[str], env: dict[str, str], port: int) -> ServerProcess:
+    server = ServerProcess(name, "127.0.0.1", port, env)
+    server.start(command, 30)
+    return server
 
 
 async def producer_ceiling(bootstrap: str, seconds: float, concurrency: int) -> float:
@@ -131,27 +127,26 @@ def run(seconds: int = 10, connections: int = 64) -> list[Figure]:
     }
     with EmbeddedBroker() as broker:
         port = free_port()
-        baseline = serve(_uvicorn("minimal_asgi:app", port), dict(os.environ), port)
+        baseline = serve("bare ASGI app", _uvicorn("minimal_asgi:app", port), {}, port)
         try:
             base_rate, _ = wrk(f"http://127.0.0.1:{port}/", seconds, connections, headers)
         finally:
-            stop_process(baseline)
+            baseline.stop()
         ceiling = asyncio.run(producer_ceiling(broker.bootstrap, seconds, connections))
         port = free_port()
         env = {
-            **os.environ,
             "STREAMPROC_KAFKA_BOOTSTRAP": broker.bootstrap,
             "STREAMPROC_EDGE_PORT": str(port),
             "STREAMPROC_DAILY_SECRETS": base64.b64encode(KEY).decode(),
             "STREAMPROC_DEDUPE_WINDOW_S": "0",
         }
-        edge = serve([sys.executable, "-m", "streamproc", "edge"], env, port)
+        edge = serve("edge", [sys.executable, "-m", "streamproc", "edge"], env, port)
         try:
             url = f"http://127.0.0.1:{port}/webhooks/daily"
             edge_rate, errors = wrk(url, seconds, connections, headers)
             p50, p99, failed = asyncio.run(latency_at(port, edge_rate / 2, seconds))
         finally:
-            stop_process(edge)
+            edge.stop()
     if errors or failed:
         raise RuntimeError(f"the edge answered non-2xx: {errors} under wrk, {failed} open loop")
     edge = "edge: signed Daily webhook -> verified -> acks=all publish -> 200"

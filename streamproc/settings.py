@@ -82,6 +82,8 @@ class Settings:
     stall_after_s: float = STALL_AFTER_S
     fold_batch: int = 100
     """Events a fold agent takes at a time (1 = one at a time)."""
+    fetch_max_wait_ms: int = 1500
+    """How long the broker may hold the worker's fetch (Faust's own value by default)."""
     log_level: str = "INFO"
     log_format: str = "text"
     # downloads
@@ -151,6 +153,9 @@ class Settings:
             ),
             stall_after_s=reader.number("STALL_AFTER_S", defaults.stall_after_s, low=1.0),
             fold_batch=reader.integer("FOLD_BATCH", defaults.fold_batch, low=1, high=100_000),
+            fetch_max_wait_ms=reader.integer(
+                "FETCH_MAX_WAIT_MS", defaults.fetch_max_wait_ms, low=1, high=60_000
+            ),
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, LOG_LEVELS),
             log_format=reader.choice("LOG_FORMAT", defaults.log_format, LOG_FORMATS),
             fetch_concurrency=reader.integer("FETCH_CONCURRENCY", 8, low=1, high=1024),

@@ -4,11 +4,12 @@ It forwards every request over HTTP (nothing about S3 is imitated) and can answe
 cut a response body short for the next N GETs of a key, to exercise retries on real sockets.
 With ``fault_rate`` it also picks GETs at random (seeded) to answer 500 or 503, to reset
 the connection after the headers, or to cut the body short. ``complete_gets`` counts the GETs
-whose whole body was sent.
+whose whole body was sent. ``delay_s`` holds every request that long (slow storage).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from collections import Counter
@@ -23,8 +24,11 @@ HOP_HEADERS = {b"host", b"connection", b"transfer-encoding", b"keep-alive"}
 
 
 class S3Proxy:
-    def __init__(self, upstream: str, fault_rate: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self, upstream: str, fault_rate: float = 0.0, seed: int = 0, delay_s: float = 0.0
+    ) -> None:
         self.upstream = upstream
+        self.delay_s = delay_s
         self.fault_rate = fault_rate
         self.random = random.Random(seed)
         self.faults: Counter[str] = Counter()
@@ -41,6 +45,8 @@ class S3Proxy:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         body = b""
         while True:
             message = await receive()

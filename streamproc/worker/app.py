@@ -74,6 +74,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         broker_commit_interval=settings.commit_interval_s,
         consumer_auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         producer_acks=-1,
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,

@@ -195,21 +195,22 @@ class _Fetch:
         self.abandoned = False
 
 
-FETCH_MAX_WAIT_MS = 20
-"""How long the broker may hold the worker's fetch when nothing new came (Faust passes
-aiokafka 1500 ms and has no setting for it). aiokafka keeps one fetch in flight per broker and
-leaves out of it the partitions whose records it still buffers, so a record that arrives on
-such a partition waits for the fetch in flight to end. Measured (bench/README.md, end to end):
-a plain Faust agent forwarding one record every 50 ms took 755 ms per record with 1500; with
-50 its own hop was 10-20 ms."""
-
-
 class StreamprocConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     logger = FAUST_LOGGER
 
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        """Faust's consumer, with ``STREAMPROC_FETCH_MAX_WAIT_MS`` (Faust fixes 1500 ms).
+
+        aiokafka keeps one fetch in flight per broker and leaves out of it the partitions
+        whose records it still buffers; a record arriving on one of those waits for the fetch
+        in flight to end, so this bounds the latency each hop adds (bench/README.md: 755 ms
+        per hop for a plain Faust forwarder with 1500, 10-20 ms with 50). It stays 1500 by
+        default because the embedded broker, storing its log on S3, answers a fetch with
+        only what its storage read in that time: nothing at all with 20-100 ms
+        (``test_broker_facts.py::test_a_short_fetch_wait_reads_nothing_from_s3_storage``).
+        """
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read when it starts
         return consumer
 
     async def getmany(self, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109 (Faust's)
@@ -284,8 +285,9 @@ class App(faust.App):
 
     logger = FAUST_LOGGER
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
         super().__init__(*args, TableManager=StreamprocTableManager, **kwargs)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.seek_listeners: list[Callable[[Mapping[Any, int | None], Mapping[Any, int]], None]]
         self.seek_listeners = []
         """Called after every seek to committed offsets with ``{tp: committed or None}`` and
