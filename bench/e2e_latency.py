@@ -44,8 +44,10 @@ FINISHING = b"recording.ready-to-download"
 WATCHER_FETCH_WAIT_MS = 20  # aiokafka's 500 ms default would add up to that to every figure
 
 
-def webhooks(first: int, count: int) -> list[tuple[str, Request]]:
-    """(recording id, request) pairs: started then ready-to-download for each recording."""
+def webhooks(first: int, count: int, downloads: bool = True) -> list[tuple[str, Request]]:
+    """(recording id, request) pairs: started then ready-to-download for each recording;
+    without ``downloads`` the finished event names no object (the fetch ends in the DLQ at
+    once, with no S3 call), to tell the fold's latency from the downloads' load."""
     now = int(time.time())
     out = []
     for index in range(first, first + count):
@@ -59,7 +61,7 @@ def webhooks(first: int, count: int) -> list[tuple[str, Request]]:
                     "duration": 1,
                     "start_ts": now,
                     "type": "cloud",
-                    "s3_key": OBJECT,
+                    "s3_key": OBJECT if downloads else None,
                     "max_participants": 1,
                 },
             ),
@@ -125,7 +127,9 @@ class CompletedWatcher:
         await self.consumer.stop()
 
 
-async def measure(port: int, bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
+async def measure(
+    port: int, bootstrap: str, rate: float, seconds: float, downloads: bool
+) -> dict[str, float]:
     settings = Settings.from_env({"STREAMPROC_KAFKA_BOOTSTRAP": bootstrap})
     await prepare_topics(settings)  # so the watcher's subscription finds its topic at once
     watcher = CompletedWatcher(bootstrap, settings)
@@ -137,7 +141,7 @@ async def measure(port: int, bootstrap: str, rate: float, seconds: float) -> dic
             raise RuntimeError(f"the edge refused the warm-up webhooks: {answers}")
         if not await watcher.wait_for({warm_up[0][0]}, 120):
             raise RuntimeError("the warm-up recording was not completed within 120 s")
-        load = webhooks(1, max(1, int(rate * seconds / 2)))
+        load = webhooks(1, max(1, int(rate * seconds / 2)), downloads)
         answers = await open_loop("127.0.0.1", port, [request for _, request in load], rate)
         failed = sum(1 for answer in answers if not 200 <= answer.status < 300)
         if failed:
@@ -157,7 +161,12 @@ async def measure(port: int, bootstrap: str, rate: float, seconds: float) -> dic
         await watcher.stop()
 
 
-def run(rate: float = 1000, seconds: float = 60, fetch_wait_ms: int | None = None) -> list[Figure]:
+def run(
+    rate: float = 1000,
+    seconds: float = 60,
+    fetch_wait_ms: int | None = None,
+    downloads: bool = True,
+) -> list[Figure]:
     """``fetch_wait_ms``: the worker's STREAMPROC_FETCH_MAX_WAIT_MS (None: its default)."""
     with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
         logs = Path(os.environ.get("BENCH_LOGS") or scratch)  # keep them: BENCH_LOGS=dir
@@ -186,13 +195,15 @@ def run(rate: float = 1000, seconds: float = 60, fetch_wait_ms: int | None = Non
                 server = ServerProcess(name, "127.0.0.1", port, env, logs / f"{name}.log")
                 processes.append(server)
                 server.start([sys.executable, "-m", "streamproc", name], 60)
-            figures = asyncio.run(measure(edge_port, broker.bootstrap, rate, seconds))
+            figures = asyncio.run(measure(edge_port, broker.bootstrap, rate, seconds, downloads))
         finally:
             for server in processes:
                 server.stop()
             s3.stop()
     wait = "default" if fetch_wait_ms is None else f"{fetch_wait_ms} ms"
     load = f"at {rate:,.0f} webhooks/s for {seconds:g} s, open loop, worker fetch wait {wait}"
+    if not downloads:
+        load += ", no downloads"
     folded, delivered = figures["folded p50"], figures["delivery p50"]
     name = "end to end: edge 200 -> recording.completed visible"
     return [
@@ -208,8 +219,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--fetch-wait-ms", type=int, help="the worker's (default: its own)")
+    parser.add_argument(
+        "--without-downloads", action="store_true", help="finished events name no object"
+    )
     args = parser.parse_args()
-    print(table(run(args.rate, args.seconds, args.fetch_wait_ms)))
+    print(table(run(args.rate, args.seconds, args.fetch_wait_ms, not args.without_downloads)))
 
 
 if __name__ == "__main__":

@@ -126,8 +126,13 @@ async def measure(
             stop_process(process)
 
 
-async def run(count: int = 30_000, batches: tuple[int, ...] = (1, 100, 500)) -> list[Figure]:
-    """The worker once per fold batch size, and both baselines, on the same raw topic."""
+async def run(
+    count: int = 30_000,
+    batches: tuple[int, ...] = (1, 100, 500),
+    direct: tuple[int, ...] = (100,),
+) -> list[Figure]:
+    """The worker once per fold batch size (and per size in ``direct`` with
+    STREAMPROC_DIRECT_DELIVERY=1), and both baselines, on the same raw topic."""
     with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
         bootstrap = broker.bootstrap
         topic = "bench.raw"
@@ -169,22 +174,29 @@ async def run(count: int = 30_000, batches: tuple[int, ...] = (1, 100, 500)) -> 
             "bare aiokafka loop",
         )
         figures = []
-        for batch in batches:
+        runs = [(batch, False) for batch in batches] + [(batch, True) for batch in direct]
+        for batch, direct_delivery in runs:
+            name = f"batch-{batch}" + ("-direct" if direct_delivery else "")
+            extra = {"STREAMPROC_DIRECT_DELIVERY": "1"} if direct_delivery else {}
             rate = await measure(
                 [sys.executable, "-m", "streamproc", "worker"],
-                lambda _, batch=batch: worker_env(bootstrap, topic, f"{scratch}/w{batch}", batch),
+                lambda _, batch=batch, name=name, extra=extra: {
+                    **worker_env(bootstrap, topic, f"{scratch}/{name}", batch, name),
+                    **extra,
+                },
                 bootstrap,
-                f"bench-worker-batch-{batch}",
+                f"bench-worker-{name}",
                 topic,
                 total,
-                f"streamproc worker, batch {batch}",
+                f"streamproc worker, {name}",
             )
-            name = (
-                f"worker, STREAMPROC_FOLD_BATCH={batch} ({total:,} events, {PARTITIONS} partitions)"
-            )
+            label = f"worker, STREAMPROC_FOLD_BATCH={batch}"
+            if direct_delivery:
+                label += ", STREAMPROC_DIRECT_DELIVERY=1"
+            label += f" ({total:,} events, {PARTITIONS} partitions)"
             figures += [
-                Figure(name, rate, "events/s", "plain Faust Table agent", faust_rate, ">= 4"),
-                Figure(name, rate, "events/s", "bare aiokafka loop", bare_rate, ">= 0.5"),
+                Figure(label, rate, "events/s", "plain Faust Table agent", faust_rate, ">= 4"),
+                Figure(label, rate, "events/s", "bare aiokafka loop", bare_rate, ">= 0.5"),
             ]
         return figures
 
@@ -197,9 +209,13 @@ async def main() -> None:
         default="1,100,500",
         help="STREAMPROC_FOLD_BATCH values to run the worker with (1 = one event at a time)",
     )
+    parser.add_argument(
+        "--direct", default="100", help="batch sizes to run again with STREAMPROC_DIRECT_DELIVERY=1"
+    )
     args = parser.parse_args()
     batches = tuple(int(value) for value in args.batches.split(","))
-    print(table(await run(args.events, batches)))
+    direct = tuple(int(value) for value in args.direct.split(",") if value)
+    print(table(await run(args.events, batches, direct)))
 
 
 def worker_env(

@@ -75,6 +75,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        direct_delivery=settings.direct_delivery,
         producer_acks=-1,
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,

@@ -40,6 +40,10 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    snapshot of the active partitions, and records drained for an abandoned call are put
    back (each partition sought to its first drained offset, in the same step as the drain,
    so nothing else moved it in between).
+6. ``Consumer.wait_first`` (a speed-up, not a defect; off unless
+   ``STREAMPROC_DIRECT_DELIVERY=1``): a record delivery that completes in one step skips
+   mode's four-task race; one that would wait joins the race where it stopped
+   (``delivery.py``, ``tests/unit/test_delivery.py``).
 """
 
 from __future__ import annotations
@@ -58,8 +62,10 @@ from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode.services import WaitResults
 
 from streamproc.kafka.offsets import read_log_ends
+from streamproc.worker.delivery import resume, step, waits_on
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +161,27 @@ class StreamprocRecovery(Recovery):
 
 class StreamprocConsumer(faust_aiokafka.Consumer):
     logger = FAUST_LOGGER
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:  # noqa: ASYNC109 (mode's)
+        """mode's race, skipped for a record delivery that completes at once (6. above,
+        ``delivery.py``) when ``STREAMPROC_DIRECT_DELIVERY`` is on."""
+        if (
+            getattr(self.app, "direct_delivery", False)
+            and len(coros) == 2
+            and waits_on(coros[1], self.suspend_flow)
+            and not (self.suspend_flow.is_set() or self._stopped.is_set() or self._crashed.is_set())
+        ):
+            callback, suspended = coros
+            try:
+                finished, outcome = step(callback)
+            except BaseException:
+                suspended.close()
+                raise
+            if finished:
+                suspended.close()
+                return WaitResults([callback], [outcome], False)
+            coros = (resume(callback, outcome), suspended)
+        return await super().wait_first(*coros, timeout=timeout)
 
     def _new_consumer_thread(self) -> Any:
         return StreamprocConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -285,9 +312,16 @@ class App(faust.App):
 
     logger = FAUST_LOGGER
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        fetch_max_wait_ms: int = 1500,
+        direct_delivery: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, TableManager=StreamprocTableManager, **kwargs)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.direct_delivery = direct_delivery
         self.seek_listeners: list[Callable[[Mapping[Any, int | None], Mapping[Any, int]], None]]
         self.seek_listeners = []
         """Called after every seek to committed offsets with ``{tp: committed or None}`` and

@@ -1,5 +1,6 @@
-"""Batching is only a speed-up: a worker folding 500 events at a time publishes exactly the
-bytes a worker folding one at a time publishes, key by key, in the same order."""
+"""Batching and direct delivery are only speed-ups: a worker folding 500 events at a time,
+with or without STREAMPROC_DIRECT_DELIVERY, publishes exactly the bytes a worker folding one
+at a time publishes, key by key, in the same order."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def raw_events() -> list[tuple[bytes, bytes]]:
 
 
 async def outputs(broker, tmp_path, env: dict, topics: list[str]) -> dict[str, dict[bytes, list]]:
-    worker = start_worker(env, tmp_path / f"worker-{env['STREAMPROC_FOLD_BATCH']}.log")
+    worker = start_worker(env, tmp_path / f"worker-{env['STREAMPROC_APP_ID']}.log")
     try:
         await wait_for_messages(
             broker.bootstrap,
@@ -93,7 +94,7 @@ async def test_a_batched_worker_publishes_what_a_one_at_a_time_worker_does(broke
         await producer.stop()
     topics = ["STREAMPROC_STATE_TOPIC", "STREAMPROC_LIFECYCLE_TOPIC"]
     results = []
-    for batch, name in [("1", "one"), ("500", "many")]:
+    for batch, name, direct in [("1", "one", "0"), ("500", "many", "0"), ("500", "direct", "1")]:
         env = worker_env(
             broker.bootstrap,
             "http://127.0.0.1:9",
@@ -101,8 +102,10 @@ async def test_a_batched_worker_publishes_what_a_one_at_a_time_worker_does(broke
             tmp_path / f"sink-{name}",
             STREAMPROC_RAW_TOPIC=base["STREAMPROC_RAW_TOPIC"],
             STREAMPROC_FOLD_BATCH=batch,
+            STREAMPROC_DIRECT_DELIVERY=direct,
         )
         results.append(await outputs(broker, tmp_path, env, topics))
-    one, many = results
+    one, many, direct = results
     assert len(one["STREAMPROC_LIFECYCLE_TOPIC"]) == RECORDINGS
     assert one == many
+    assert one == direct
