@@ -136,6 +136,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
             fetch_requests.get_topic_name(): forward_fetch,
             instances.get_topic_name(): forward_instance,
         },
+        own_commits=lambda: app.consumer._committed_offset,
     )
 
     app.seek_listeners.append(sweeper.sought)

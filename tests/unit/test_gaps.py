@@ -55,3 +55,55 @@ def test_a_gap_below_this_engines_own_commit_is_still_a_skip():
     # this engine committed 105 (past 102-103, never handled); another member then 110
     sweeper.sought({tp: 110}, known={tp: 105})
     assert sweeper._progress[tp].missing(112) == [102, 103, 110, 111]
+
+
+class _Group:
+    """The group's committed offsets as the broker answers them."""
+
+    def __init__(self, offsets):
+        self.offsets = offsets
+
+    async def committed(self, tp):
+        return self.offsets.get(tp)
+
+
+def _sweeper_with(low: int, group: dict, own: dict):
+    from aiokafka import ConsumerRecord, TopicPartition
+
+    from streamproc.worker.gaps import SkippedRecordSweeper
+
+    forwarded = []
+
+    async def forward(record):
+        forwarded.append(record.offset)
+
+    sweeper = SkippedRecordSweeper("unused:9092", "group", {"raw": forward}, lambda: own)
+    tp = TopicPartition("raw", 0)
+    sweeper._progress[tp] = PartitionProgress(low=low)
+    sweeper._consumer = _Group({tp: group})
+
+    async def read(tp, start, end):
+        return [
+            ConsumerRecord("raw", 0, o, 0, 0, b"k", b"v", None, 1, 1, ()) for o in range(start, end)
+        ]
+
+    sweeper._read = read
+    return sweeper, forwarded
+
+
+async def test_a_commit_by_another_member_after_the_seek_is_not_this_engines_skip():
+    """Chaos suite, gate run 6 of d0c7df1: the member leaving committed 183 after this one
+    had sought fetch:3 to 175 and while it was still fetching 175-182 itself."""
+    sweeper, forwarded = _sweeper_with(low=175, group=183, own={})
+    assert await sweeper.sweep() == 0 and forwarded == []
+
+
+async def test_this_engines_own_commit_past_unhandled_records_is_swept():
+    sweeper, forwarded = _sweeper_with(low=175, group=183, own={tp_key(): 178})
+    assert await sweeper.sweep() == 3 and forwarded == [175, 176, 177]
+
+
+def tp_key():
+    from faust.types import TP
+
+    return TP("raw", 0)  # Faust's key type: equal to aiokafka's TopicPartition
