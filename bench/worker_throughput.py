@@ -177,7 +177,7 @@ async def run(
         runs = [(batch, False) for batch in batches] + [(batch, True) for batch in direct]
         for batch, direct_delivery in runs:
             name = f"batch-{batch}" + ("-direct" if direct_delivery else "")
-            extra = {"STREAMPROC_DIRECT_DELIVERY": "1"} if direct_delivery else {}
+            extra = {"STREAMPROC_DIRECT_DELIVERY": "1" if direct_delivery else "0"}
             rate = await measure(
                 [sys.executable, "-m", "streamproc", "worker"],
                 lambda _, batch=batch, name=name, extra=extra: {

@@ -84,7 +84,7 @@ class Settings:
     """Events a fold agent takes at a time (1 = one at a time)."""
     fetch_max_wait_ms: int = 1500
     """How long the broker may hold the worker's fetch (Faust's own value by default)."""
-    direct_delivery: bool = False
+    direct_delivery: bool = True
     """Deliver records that need no wait without Faust's per-record race (worker/delivery.py)."""
     log_level: str = "INFO"
     log_format: str = "text"
@@ -158,7 +158,10 @@ class Settings:
             fetch_max_wait_ms=reader.integer(
                 "FETCH_MAX_WAIT_MS", defaults.fetch_max_wait_ms, low=1, high=60_000
             ),
-            direct_delivery=reader.choice("DIRECT_DELIVERY", "0", ("0", "1")) == "1",
+            direct_delivery=reader.choice(
+                "DIRECT_DELIVERY", "1" if defaults.direct_delivery else "0", ("0", "1")
+            )
+            == "1",
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, LOG_LEVELS),
             log_format=reader.choice("LOG_FORMAT", defaults.log_format, LOG_FORMATS),
             fetch_concurrency=reader.integer("FETCH_CONCURRENCY", 8, low=1, high=1024),
