@@ -63,7 +63,10 @@ def _run_replay(args: argparse.Namespace) -> int:
             refetch=args.refetch,
             keep_outputs=False,
         )
-        print_report(settings, result, dry_run=args.dry_run, show=args.show)
+        try:
+            print_report(settings, result, dry_run=args.dry_run, show=args.show)
+        finally:
+            result.close()
     except (ValueError, OSError) as exc:
         print(f"streamproc: replay failed: {exc}", file=sys.stderr)
         return 1

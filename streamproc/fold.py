@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import orjson
+
 from streamproc.events import RecordingEvent, Track, tracks_as_dicts
 
 STATUS_RANK: dict[str, float] = {
@@ -133,6 +135,14 @@ class RecordingState:
             "precedence": {name: list(value) for name, value in self.precedence.items()},
             "transitions": [asdict(transition) for transition in self.transitions],
         }
+
+    def to_json(self) -> bytes:
+        """The stored form (the worker's table, a replay's store)."""
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, stored: bytes) -> RecordingState:
+        return cls.from_dict(orjson.loads(stored))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RecordingState:

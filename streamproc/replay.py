@@ -28,6 +28,7 @@ from streamproc.kafka.partitions import partition_for
 from streamproc.progress import progress_bar
 from streamproc.providers import Provider, enabled_providers
 from streamproc.providers.decode import Skipped, Unlinked, Unusable, decode_record, header_dict
+from streamproc.replay_states import ReplayStates
 from streamproc.settings import Settings
 from streamproc.stalls import StallClock
 
@@ -48,7 +49,8 @@ class ReplayRange:
 
 @dataclass
 class ReplayResult:
-    states: dict[str, RecordingState] = field(default_factory=dict)
+    states: ReplayStates = field(default_factory=ReplayStates)
+    """Every recording's state, on disk with the recent ones in memory (``replay_states``)."""
     emitted: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     """(topic, key, value) in emission order: all of them in a dry run; in a replay that
     writes, those not written yet (they are sent as the replay goes, so memory holds the
@@ -63,6 +65,10 @@ class ReplayResult:
     """The newest event time seen: the worker's join keeps one per partition."""
     clock: StallClock | None = None
     """Stall detection (``stalls.py``), over its own store as the worker's is its table."""
+
+    def close(self) -> None:
+        """Drop the states' store (its temporary directory)."""
+        self.states.close()
 
 
 async def _offset_at(
@@ -331,8 +337,9 @@ async def _write(producer: AIOKafkaProducer, result: ReplayResult) -> None:
     result.emitted.clear()
 
 
-async def current_states(settings: Settings) -> dict[str, dict]:
-    """Latest message per recording on the state topic (what consumers see now)."""
+async def current_statuses(settings: Settings) -> dict[str, str]:
+    """Status of the latest message per recording on the state topic (what consumers see
+    now); only the status, so a large state topic costs an id and a word per recording."""
     import orjson
 
     consumer = AIOKafkaConsumer(
@@ -345,25 +352,26 @@ async def current_states(settings: Settings) -> dict[str, dict]:
         )
         tps = [TopicPartition(settings.state_topic, p) for p in sorted(partitions)]
         ends = await log_ends(consumer, tps)
-        latest: dict[str, dict] = {}
+        latest: dict[str, str] = {}
         for tp in tps:
             async for record in _records(consumer, tp, ends[tp]):
                 message = orjson.loads(record.value)
-                latest[message["recording_id"]] = message
+                latest[message["recording_id"]] = message["status"]
         return latest
     finally:
         await consumer.stop()
 
 
 def status_changes(
-    before: dict[str, dict], after: dict[str, RecordingState]
+    before: Mapping[str, str], after: Mapping[str, RecordingState]
 ) -> list[tuple[str, str | None, str]]:
     """(recording id, status now, status after the replay) for every recording that differs."""
-    return [
-        (recording_id, before.get(recording_id, {}).get("status"), state.status)
-        for recording_id, state in sorted(after.items())
-        if before.get(recording_id, {}).get("status") != state.status
-    ]
+    changes = []
+    for recording_id in sorted(after):
+        status = after[recording_id].status
+        if before.get(recording_id) != status:
+            changes.append((recording_id, before.get(recording_id), status))
+    return changes
 
 
 def print_report(settings: Settings, result: ReplayResult, *, dry_run: bool, show: int) -> None:
@@ -384,7 +392,7 @@ def print_report(settings: Settings, result: ReplayResult, *, dry_run: bool, sho
             f"({len(result.held)} instance(s)); not folded"
         )
     if dry_run:
-        changes = status_changes(asyncio.run(current_states(settings)), result.states)
+        changes = status_changes(asyncio.run(current_statuses(settings)), result.states)
         print(f"{len(changes)} recording(s) would change status")
         if changes:
             print(f"  {'recording id':<40} {'now':<10} after replay")

@@ -111,7 +111,7 @@ class StallClock:
             for key, value in list(self.store.items()):
                 if key.startswith(RESERVED) or partition_for(key, self.partitions) != partition:
                     continue
-                state = RecordingState.from_dict(orjson.loads(value))
+                state = RecordingState.from_json(value)
                 if state.status in OPEN_STATUSES:
                     index.setdefault(_bucket(state), set()).add(state.recording_id)
         return index

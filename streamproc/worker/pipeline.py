@@ -224,7 +224,7 @@ class Pipeline:
 
     def _state(self, recording_id: str) -> RecordingState | None:
         stored = self.table.get(recording_id.encode())
-        return None if stored is None else RecordingState.from_dict(orjson.loads(stored))
+        return None if stored is None else RecordingState.from_json(stored)
 
     async def _fold(
         self, key: bytes, event: Any, source: SourcePosition, here: SourcePosition
@@ -237,7 +237,7 @@ class Pipeline:
             # A redelivered record is written again too: a rocksdb store can hold a write
             # whose changelog record never got out before a kill.
             self.counts["redelivered" if output.redelivered else "folded"] += 1
-            self.table[key] = orjson.dumps(new_state.to_dict())
+            self.table[key] = new_state.to_json()
         else:
             self.counts["duplicates"] += 1
             return
@@ -253,7 +253,7 @@ class Pipeline:
         for item in stalled:
             if item.output.changed:
                 self.counts["stalled"] += 1
-                self.table[item.state.recording_id.encode()] = orjson.dumps(item.state.to_dict())
+                self.table[item.state.recording_id.encode()] = item.state.to_json()
             await self._publish(item.state, item.output, event.event_id)
 
     async def _publish(self, state: RecordingState, output: FoldOutput, event_id: str) -> None:
