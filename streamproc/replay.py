@@ -13,6 +13,8 @@ The end of each partition is its log end when the replay starts, read from a fet
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,7 +34,10 @@ from streamproc.replay_states import ReplayStates
 from streamproc.settings import Settings
 from streamproc.stalls import StallClock
 
+log = logging.getLogger(__name__)
 FoldFunction = Callable[..., tuple[RecordingState, FoldOutput]]
+QUIET_S = 20.0
+"""Seconds without a record, below a partition's end, before a replay gives up on its rest."""
 WRITE_EVERY = 1000
 """A replay that writes sends its outputs in chunks of this many as it goes."""
 
@@ -87,15 +92,37 @@ async def _offset_at(
 
 
 async def _records(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, stop: int
+    consumer: AIOKafkaConsumer, tp: TopicPartition, stop: int, counts: Counter[str] | None = None
 ) -> AsyncIterator[ConsumerRecord]:
+    """The partition's records from its start up to ``stop``.
+
+    An empty answer is not the end: a broker with its log on slow storage answers a fetch
+    with nothing when a read takes longer than the fetch's wait
+    (``tests/integration/test_replay_durable_broker.py``). Only ``QUIET_S`` without a record
+    ends the partition early (offsets with no record at its tail, which a durable broker's
+    restart can leave); that is counted in ``counts["partitions_cut_short"]`` and logged."""
     consumer.assign([tp])
     await consumer.seek_to_beginning(tp)
-    while await consumer.position(tp) < stop:
+    quiet_since = time.monotonic()
+    while (position := await consumer.position(tp)) < stop:
         batch = await consumer.getmany(tp, timeout_ms=1000)
-        if not batch:
+        records = batch.get(tp, [])
+        if not records:
+            if time.monotonic() - quiet_since < QUIET_S:
+                continue
+            log.warning(
+                "%s: no record came for %.0f s at offset %d, below the end %d; "
+                "going on without the rest of this partition",
+                tp,
+                QUIET_S,
+                position,
+                stop,
+            )
+            if counts is not None:
+                counts["partitions_cut_short"] += 1
             return
-        for record in batch.get(tp, []):
+        quiet_since = time.monotonic()
+        for record in records:
             if record.offset >= stop:
                 return
             yield record
@@ -118,16 +145,13 @@ async def replay(
     (the command counts them only: memory then holds the states, not the outputs)."""
     topic = settings.raw_topic
     result = ReplayResult()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-    )
+    consumer = await _reader(settings)
     producer = None
     if not dry_run:
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5
         )
         await producer.start()
-    await consumer.start()
     try:
         partitions = sorted(
             consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
@@ -152,7 +176,7 @@ async def replay(
         bar = progress_bar(total, "replay", unit="rec", enabled=progress)
         providers = enabled_providers(settings)
         for tp in tps:
-            async for record in _records(consumer, tp, stops[tp]):
+            async for record in _records(consumer, tp, stops[tp], result.counts):
                 bar.update(1)
                 _apply(
                     result,
@@ -177,9 +201,13 @@ async def replay(
 
 
 async def _reader(settings: Settings) -> AIOKafkaConsumer:
-    """A group-less consumer: a replay never moves the live worker's offsets."""
+    """A group-less consumer: a replay never moves the live worker's offsets. Its fetch wait
+    is the worker's (a durable broker answers shorter ones with nothing, docs/durability.md
+    section 6)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     await consumer.start()
     return consumer
@@ -342,10 +370,7 @@ async def current_statuses(settings: Settings) -> dict[str, str]:
     now); only the status, so a large state topic costs an id and a word per recording."""
     import orjson
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-    )
-    await consumer.start()
+    consumer = await _reader(settings)
     try:
         partitions = consumer.partitions_for_topic(settings.state_topic) or await _partitions(
             consumer, settings.state_topic
@@ -390,6 +415,12 @@ def print_report(settings: Settings, result: ReplayResult, *, dry_run: bool, sho
         print(
             f"{held} event(s) name only an instance that no recording.started linked "
             f"({len(result.held)} instance(s)); not folded"
+        )
+    if counts["partitions_cut_short"]:
+        print(
+            f"{counts['partitions_cut_short']} partition(s) ended below their end: no record "
+            f"came for {QUIET_S:.0f} s (offsets with no record, or a broker that stopped "
+            "answering); their later records were not folded"
         )
     if dry_run:
         changes = status_changes(asyncio.run(current_statuses(settings)), result.states)
