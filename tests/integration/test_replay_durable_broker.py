@@ -26,7 +26,7 @@ from streamproc.settings import Settings
 from helpers import s3_client
 
 pytestmark = pytest.mark.integration
-RECORDINGS = 30
+RECORDINGS = 10
 
 
 def started(index: int) -> bytes:
