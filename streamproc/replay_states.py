@@ -12,7 +12,9 @@ falls out of the cache.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
 
@@ -33,11 +35,14 @@ class ReplayStates(MutableMapping[str, RecordingState]):
     def __init__(self, cached: int = CACHED) -> None:
         self.cached = cached
         self._recent: OrderedDict[str, RecordingState] = OrderedDict()
-        self._directory = tempfile.TemporaryDirectory(prefix="streamproc-replay-")
+        directory = tempfile.mkdtemp(prefix="streamproc-replay-")
         options = Options(raw_mode=True)
         options.set_write_buffer_size(WRITE_BUFFER_BYTES)
-        self._db = Rdict(self._directory.name, options)
+        self._db = Rdict(directory, options)
         self._count = 0
+        self._remove = weakref.finalize(self, _remove_store, self._db, directory)
+        """Also run when the store is dropped unclosed (a caller of ``replay`` that only
+        reads the result), so no directory is left behind."""
 
     def __getitem__(self, recording_id: str) -> RecordingState:
         state = self._recent.get(recording_id)
@@ -85,5 +90,9 @@ class ReplayStates(MutableMapping[str, RecordingState]):
     def close(self) -> None:
         """Close the store and remove its directory (the states are gone after this)."""
         self._recent.clear()
-        self._db.close()
-        self._directory.cleanup()
+        self._remove()
+
+
+def _remove_store(db: Rdict, directory: str) -> None:
+    db.close()
+    shutil.rmtree(directory, ignore_errors=True)
