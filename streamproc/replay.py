@@ -145,13 +145,18 @@ async def replay(
     (the command counts them only: memory then holds the states, not the outputs)."""
     topic = settings.raw_topic
     result = ReplayResult()
-    consumer = await _reader(settings)
     producer = None
     if not dry_run:
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5
         )
         await producer.start()
+    try:
+        consumer = await _reader(settings)
+    except BaseException:
+        if producer is not None:
+            await producer.stop()
+        raise
     try:
         partitions = sorted(
             consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
