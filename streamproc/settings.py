@@ -84,7 +84,7 @@ class Settings:
     """Events a fold agent takes at a time (1 = one at a time)."""
     fetch_max_wait_ms: int = 1500
     """How long the broker may hold the worker's fetch (Faust's own value by default)."""
-    direct_delivery: bool = True
+    direct_delivery: bool = False
     """Deliver records that need no wait without Faust's per-record race (worker/delivery.py)."""
     log_level: str = "INFO"
     log_format: str = "text"
