@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import subprocess
 import sys
@@ -233,3 +234,36 @@ def in_memory_pipeline(default, partitions: int = 4, **senders):
 
     chosen = {name: senders.get(name, default) for name in SENDERS}
     return Pipeline(table={}, instance_table={}, partitions=partitions, **chosen)
+
+
+@contextlib.contextmanager
+def broker_on_slow_s3(s3_endpoint: str, log_dir: Path, delay_s: float):
+    """An embedded broker keeping its log in a new bucket behind a proxy that holds each
+    storage request ``delay_s``: storage slower than a short fetch wait."""
+    import uuid
+
+    from s3proxy import S3Proxy
+
+    from streamproc.broker import EmbeddedBroker
+
+    bucket = f"slow-{uuid.uuid4().hex[:8]}"
+    s3_client(s3_endpoint).create_bucket(Bucket=bucket)
+    slow_storage = S3Proxy(s3_endpoint, delay_s=delay_s).start()
+    broker = EmbeddedBroker(
+        log_path=log_dir / "tansu.log",
+        storage=f"s3://{bucket}/",
+        env={
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT": slow_storage.url,
+            "AWS_ALLOW_HTTP": "true",
+        },
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        slow_storage.stop()

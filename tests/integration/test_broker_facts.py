@@ -7,20 +7,17 @@ failing test here means the broker changed, and the code that works around it sh
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
-from s3proxy import S3Proxy
 
 from streamproc.broker import EmbeddedBroker
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 
-from helpers import read_topic, s3_client
+from helpers import broker_on_slow_s3, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -266,23 +263,7 @@ async def test_a_short_fetch_wait_reads_nothing_from_s3_storage(s3_endpoint, tmp
     a consumer that waits 1500 ms (Faust's value) reads every record. Real Kafka answers with
     what the log holds. This is why the worker keeps Faust's 1500 ms by default
     (``STREAMPROC_FETCH_MAX_WAIT_MS``; the chaos suite's durable run stalled with 20 ms)."""
-    bucket = f"facts-{uuid.uuid4().hex[:8]}"
-    s3_client(s3_endpoint).create_bucket(Bucket=bucket)
-    slow_storage = S3Proxy(s3_endpoint, delay_s=0.2).start()
-    broker = EmbeddedBroker(
-        log_path=tmp_path / "tansu.log",
-        storage=f"s3://{bucket}/",
-        env={
-            **os.environ,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT": slow_storage.url,
-            "AWS_ALLOW_HTTP": "true",
-        },
-    )
-    broker.start()
-    try:
+    with broker_on_slow_s3(s3_endpoint, tmp_path, delay_s=0.2) as broker:
         await ensure_topics(broker.bootstrap, [TopicSpec("slow", 1)])
         producer = await _producer(broker.bootstrap, linger_ms=50)
         try:
@@ -291,9 +272,6 @@ async def test_a_short_fetch_wait_reads_nothing_from_s3_storage(s3_endpoint, tmp
             await producer.stop()
         assert len(await _read_from_start(broker.bootstrap, "slow", 1500, 10, within_s=10)) == 10
         assert await _read_from_start(broker.bootstrap, "slow", 50, 10, within_s=3) == []
-    finally:
-        broker.stop()
-        slow_storage.stop()
 
 
 async def _read_from_start(

@@ -10,20 +10,16 @@ behind the live worker's states.
 from __future__ import annotations
 
 import dataclasses
-import os
-import uuid
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from s3proxy import S3Proxy
 
-from streamproc.broker import EmbeddedBroker
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 from streamproc.replay import ReplayRange, replay
 from streamproc.settings import Settings
 
-from helpers import s3_client
+from helpers import broker_on_slow_s3
 
 pytestmark = pytest.mark.integration
 RECORDINGS = 10
@@ -42,23 +38,7 @@ def started(index: int) -> bytes:
 
 
 async def test_a_replay_from_slow_storage_folds_every_record(s3_endpoint, tmp_path):
-    bucket = f"replay-{uuid.uuid4().hex[:8]}"
-    s3_client(s3_endpoint).create_bucket(Bucket=bucket)
-    slow_storage = S3Proxy(s3_endpoint, delay_s=0.3).start()
-    broker = EmbeddedBroker(
-        log_path=tmp_path / "tansu.log",
-        storage=f"s3://{bucket}/",
-        env={
-            **os.environ,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT": slow_storage.url,
-            "AWS_ALLOW_HTTP": "true",
-        },
-    )
-    broker.start()
-    try:
+    with broker_on_slow_s3(s3_endpoint, tmp_path, delay_s=0.3) as broker:
         settings = dataclasses.replace(
             Settings(), kafka_bootstrap=broker.bootstrap, raw_topic="slow.raw"
         )
@@ -78,6 +58,3 @@ async def test_a_replay_from_slow_storage_folds_every_record(s3_endpoint, tmp_pa
             assert len(result.states) == RECORDINGS
         finally:
             result.close()
-    finally:
-        broker.stop()
-        slow_storage.stop()
