@@ -2,7 +2,7 @@
 restarts and S3 misbehaves; then nothing acknowledged is lost and every output is right.
 
 Two runs. ``memory``: the in-memory broker, ``STREAMPROC_CHAOS_RECORDINGS`` recordings (two
-webhooks each; 5,000 by default, 25,000 in the long mode), three worker kills (one during its
+webhooks each; 3,000 by default, 25,000 in the long mode), three worker kills (one during its
 recovery) and two join/leave rounds. ``durable``: the broker keeps its log in S3 (moto) so it
 can also be stopped and started again; it folds about 25 events/s on two cores, so it is
 sized by ``STREAMPROC_CHAOS_DURABLE_RECORDINGS`` (1,000 by default, 5,000 in the long mode).
@@ -49,7 +49,7 @@ from helpers import (
 
 pytestmark = pytest.mark.chaos
 RECORDINGS = {
-    "memory": int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "5000")),
+    "memory": int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "3000")),
     "durable": int(os.environ.get("STREAMPROC_CHAOS_DURABLE_RECORDINGS", "1000")),
 }
 SEED = int(os.environ.get("STREAMPROC_CHAOS_SEED", "0")) or random.randrange(1, 10**6)
