@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 log = logging.getLogger(__name__)
+HISTORY = 8
 READ_TIMEOUT_S = 30.0
 Forward = Callable[[ConsumerRecord], Awaitable[None]]
 
@@ -37,6 +39,9 @@ class PartitionProgress:
     def __init__(self, low: int | None = None) -> None:
         self.low = low
         self.above: set[int] = set()
+        self.history: deque[str] = deque(maxlen=HISTORY)
+        """How ``low`` was set and moved (assignments, seeks), for the warning that names a
+        record never handled: the evidence a false positive or a new defect needs."""
 
     def add(self, offset: int) -> None:
         if self.low is None or offset >= self.low:
@@ -44,6 +49,7 @@ class PartitionProgress:
             self._advance()
 
     def start_at(self, low: int) -> None:
+        self.history.append(f"start at {low} (low was {self.low})")
         if self.low is None:
             self.low = low
             self.above = {o for o in self.above if o >= low}
@@ -64,6 +70,7 @@ class PartitionProgress:
 
     def handled_elsewhere(self, start: int, end: int) -> None:
         """Offsets in ``[start, end)`` are done (by another member)."""
+        self.history.append(f"handled elsewhere [{start}, {end}) (low was {self.low})")
         if self.low is None or end <= self.low:
             return
         if start <= self.low:
@@ -184,12 +191,15 @@ class SkippedRecordSweeper:
                 if lost:
                     log.warning(
                         "%s:%d: %d record(s) below the committed offset %d were never handled "
-                        "(offsets %s); forwarding them again",
+                        "(offsets %s); forwarding them again (this partition here: %s; "
+                        "group's committed offset now: %s)",
                         tp.topic,
                         tp.partition,
                         len(lost),
                         committed,
                         [record.offset for record in lost][:20],
+                        "; ".join(progress.history),
+                        await _group_committed(consumer, tp),
                     )
                 for record in lost:
                     await self.forwards[tp.topic](record)
@@ -223,3 +233,11 @@ class SkippedRecordSweeper:
             return records
         finally:
             await reader.stop()
+
+
+async def _group_committed(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | str:
+    """The group's committed offset, for a warning (never fails it)."""
+    try:
+        return await consumer.committed(tp)
+    except KafkaError as exc:
+        return f"unknown ({exc!r})"
