@@ -44,6 +44,20 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    ``STREAMPROC_DIRECT_DELIVERY=1``): a record delivery that completes in one step skips
    mode's four-task race; one that would wait joins the race where it stopped
    (``delivery.py``, ``tests/unit/test_delivery.py``).
+7. ``Consumer.ack``, ``on_partitions_assigned``, ``_commit_offsets``: Faust clears a
+   partition's ack bookkeeping when the partition is revoked, *then* waits for the records
+   in flight; their acks land in the cleared bookkeeping as if no offset had been
+   committed, and the next generation commits them, ahead of the records it re-reads from
+   the group's committed offset (``tests/unit/test_rebalance_bookkeeping.py``: acked during
+   revocation, offset 79 is committed as 80 by the next generation before it delivered 79).
+   The records may even be ones the stream skipped unhandled (Faust's stream acks a record
+   it drops because the flow stopped). A commit in flight across a rebalance likewise
+   writes its offsets into the next generation's record of what it committed, even when the
+   broker refused it. This was the chaos suite's rare "committed past records never
+   handled" (``docs/durability.md``, section 9). Here each generation starts with no acks,
+   an ack for a record of an earlier generation is dropped (the record is read again from
+   the committed offset), and a commit that began before a rebalance leaves the offsets
+   the rebalance's seek set.
 """
 
 from __future__ import annotations
@@ -62,7 +76,9 @@ from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.types.tuples import ack_lock
 from mode.services import WaitResults
+from mode.utils.futures import notify
 
 from streamproc.kafka.offsets import read_log_ends
 from streamproc.worker.delivery import resume, step, waits_on
@@ -186,6 +202,52 @@ class StreamprocConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:
         return StreamprocConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rebalances = 0
+        """Rebalances begun so far: a commit that saw this change was not this one's."""
+        self.sought: dict[TP, int | None] = {}
+        """Where this generation's seek to committed offsets put each partition."""
+
+    def ack(self, message: Any) -> bool:
+        """Faust's, dropping the ack of a record of an earlier generation (7. above)."""
+        if message.generation_id == self.app.consumer_generation_id:
+            return bool(super().ack(message))
+        with ack_lock:
+            message.acked = True
+            self._unacked_messages.discard(message)
+            notify(self._waiting_for_ack)
+        return False
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.rebalances += 1
+        self.sought = {}
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        """Faust's, with no acks carried over from earlier generations (7. above): every
+        partition was revoked before this, and nothing of this generation is read yet."""
+        self._acked.clear()
+        self._acked_index.clear()
+        self._gap.clear()
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        """Faust's, leaving a rebalance's seek in place of a commit that began before it
+        (7. above)."""
+        rebalances = self.rebalances
+        did_commit = bool(await super()._commit_offsets(offsets, start_new_transaction))
+        if self.rebalances != rebalances:
+            for tp in offsets:
+                sought = self.sought.get(tp)  # None: not sought yet in this generation
+                if sought:
+                    self._committed_offset[tp] = sought
+                else:
+                    self._committed_offset.pop(tp, None)
+        return did_commit
+
     async def seek_to_committed(self) -> dict[TP, int | None]:
         """aiokafka's, with never-committed stream partitions sent to offset 0 (4. above);
         then every listener of ``App.seek_listeners`` hears where each partition went."""
@@ -195,6 +257,7 @@ class StreamprocConsumer(faust_aiokafka.Consumer):
         committed = await thread.call_thread(
             _seek_to_committed_or_start, thread._ensure_consumer(), changelogs
         )
+        self.sought = dict(committed)
         for listener in getattr(self.app, "seek_listeners", ()):
             listener(committed, known)
         return committed
