@@ -1,5 +1,5 @@
 """A safety net: finds records an engine committed past without delivering, and sends them
-round again. With the five known defects fixed at their source (``worker/engine.py``,
+round again. With the six known defects fixed at their source (``worker/engine.py``,
 ``docs/durability.md``) it is expected to stay idle, and the restart and chaos tests fail if
 it forwards anything; it stays as a counted guard against a new engine defect.
 
