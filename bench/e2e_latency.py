@@ -166,8 +166,10 @@ def run(
     seconds: float = 60,
     fetch_wait_ms: int | None = None,
     downloads: bool = True,
+    split: bool = False,
 ) -> list[Figure]:
-    """``fetch_wait_ms``: the worker's STREAMPROC_FETCH_MAX_WAIT_MS (None: its default)."""
+    """``fetch_wait_ms``: the worker's STREAMPROC_FETCH_MAX_WAIT_MS (None: its default);
+    ``split``: a ``fold`` worker and a ``fetch`` worker (STREAMPROC_WORKER_ROLE) instead of one."""
     with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
         logs = Path(os.environ.get("BENCH_LOGS") or scratch)  # keep them: BENCH_LOGS=dir
         s3 = EmbeddedS3().start()
@@ -176,7 +178,7 @@ def run(
             client = s3.client()
             client.create_bucket(Bucket=BUCKET)
             client.put_object(Bucket=BUCKET, Key=OBJECT, Body=b"\0" * 4096)
-            edge_port, worker_port = free_port(), free_port()
+            edge_port = free_port()
             env = {
                 **LOCAL_CREDENTIALS,
                 "STREAMPROC_KAFKA_BOOTSTRAP": broker.bootstrap,
@@ -186,15 +188,21 @@ def run(
                 "STREAMPROC_DATA_DIR": f"{scratch}/worker",
                 "STREAMPROC_DAILY_SECRETS": base64.b64encode(KEY).decode(),
                 "STREAMPROC_EDGE_PORT": str(edge_port),
-                "STREAMPROC_WORKER_WEB_PORT": str(worker_port),
                 "STREAMPROC_LOG_LEVEL": "WARNING",
             }
             if fetch_wait_ms is not None:
                 env["STREAMPROC_FETCH_MAX_WAIT_MS"] = str(fetch_wait_ms)
-            for name, port in (("edge", edge_port), ("worker", worker_port)):
-                server = ServerProcess(name, "127.0.0.1", port, env, logs / f"{name}.log")
+            servers = [("edge", "edge", edge_port, env)]
+            for role in ("fold", "fetch") if split else ("all",):
+                port = free_port()
+                role_env = {**env, "STREAMPROC_WORKER_ROLE": role}
+                role_env["STREAMPROC_WORKER_WEB_PORT"] = str(port)
+                role_env["STREAMPROC_DATA_DIR"] = f"{scratch}/worker-{role}"
+                servers.append(("worker", f"worker-{role}", port, role_env))
+            for command, name, port, server_env in servers:
+                server = ServerProcess(name, "127.0.0.1", port, server_env, logs / f"{name}.log")
                 processes.append(server)
-                server.start([sys.executable, "-m", "streamproc", name], 60)
+                server.start([sys.executable, "-m", "streamproc", command], 60)
             figures = asyncio.run(measure(edge_port, broker.bootstrap, rate, seconds, downloads))
         finally:
             for server in processes:
@@ -204,6 +212,8 @@ def run(
     load = f"at {rate:,.0f} webhooks/s for {seconds:g} s, open loop, worker fetch wait {wait}"
     if not downloads:
         load += ", no downloads"
+    if split:
+        load += ", fold and fetch workers apart"
     folded, delivered = figures["folded p50"], figures["delivery p50"]
     name = "end to end: edge 200 -> recording.completed visible"
     return [
@@ -222,8 +232,13 @@ def main() -> None:
     parser.add_argument(
         "--without-downloads", action="store_true", help="finished events name no object"
     )
+    parser.add_argument(
+        "--split", action="store_true", help="a fold worker and a fetch worker (worker roles)"
+    )
     args = parser.parse_args()
-    print(table(run(args.rate, args.seconds, args.fetch_wait_ms, not args.without_downloads)))
+    downloads = not args.without_downloads
+    figures = run(args.rate, args.seconds, args.fetch_wait_ms, downloads, args.split)
+    print(table(figures))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ PREFIX = "STREAMPROC_"
 TABLE_STORES = ("memory://", "rocksdb://")
 GUARANTEES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+WORKER_ROLES = ("all", "fold", "fetch")
 LOG_FORMATS = ("text", "json")
 KEY_FIELDS = ("provider", "recording_id", "room", "filename")
 """Placeholders an object-key template may use."""
@@ -86,6 +87,9 @@ class Settings:
     """How long the broker may hold the worker's fetch (Faust's own value by default)."""
     direct_delivery: bool = False
     """Deliver records that need no wait without Faust's per-record race (worker/delivery.py)."""
+    worker_role: str = "all"
+    """``fold`` or ``fetch``: this worker runs only the fold agents or only the downloads
+    (their own processes, scaled apart); ``all``: both in one process."""
     log_level: str = "INFO"
     log_format: str = "text"
     # downloads
@@ -162,6 +166,7 @@ class Settings:
                 "DIRECT_DELIVERY", "1" if defaults.direct_delivery else "0", ("0", "1")
             )
             == "1",
+            worker_role=reader.choice("WORKER_ROLE", defaults.worker_role, WORKER_ROLES),
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, LOG_LEVELS),
             log_format=reader.choice("LOG_FORMAT", defaults.log_format, LOG_FORMATS),
             fetch_concurrency=reader.integer("FETCH_CONCURRENCY", 8, low=1, high=1024),

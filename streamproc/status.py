@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamproc.kafka.offsets import log_ends
 from streamproc.settings import Settings
+from streamproc.worker.topics import fetch_group
 
 NEWEST_REASONS = 5
 HEALTH_TIMEOUT_S = 1.0
@@ -50,6 +51,13 @@ class PipelineStatus:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
 
 
+def _group_reader(settings: Settings, group_id: str) -> AIOKafkaConsumer:
+    """Reads a group's committed offsets (never commits)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+
+
 async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> PipelineStatus:
     roles = {
         "raw": settings.raw_topic,
@@ -61,13 +69,11 @@ async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> P
     }
     consumed = {settings.raw_topic, settings.fetch_topic}
     reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    group = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.app_id,
-        enable_auto_commit=False,
-    )
+    group = _group_reader(settings, settings.app_id)
+    fetchers = _group_reader(settings, fetch_group(settings))
     await reader.start()
     await group.start()
+    await fetchers.start()
     try:
         await reader.topics()
         partitions = {
@@ -81,7 +87,11 @@ async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> P
         for role, topic in roles.items():
             lag = None
             if topic in consumed and partitions[topic]:
-                committed = [await group.committed(tp) or 0 for tp in partitions[topic]]
+                # fetch requests are read by the worker's group, or by fetch workers' own
+                readers = (group, fetchers) if topic == settings.fetch_topic else (group,)
+                committed = [
+                    max([await r.committed(tp) or 0 for r in readers]) for tp in partitions[topic]
+                ]
                 lag = sum(ends[tp] for tp in partitions[topic]) - sum(committed)
             topics.append(TopicStatus(role, topic, sum(ends[tp] for tp in partitions[topic]), lag))
         states = await _read(reader, partitions[settings.state_topic], ends)
@@ -89,6 +99,7 @@ async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> P
         downloads = await _read(reader, partitions[settings.downloads_topic], ends)
         dead_letters = await _read(reader, partitions[settings.dlq_topic], ends)
     finally:
+        await fetchers.stop()
         await group.stop()
         await reader.stop()
     edge, worker = await asyncio.gather(_health(edge_url), _health(worker_url))

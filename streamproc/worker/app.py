@@ -27,7 +27,7 @@ from streamproc.worker.gaps import SkippedRecordSweeper
 from streamproc.worker.metrics import WorkerCollector, WorkerMetrics
 from streamproc.worker.pipeline import Pipeline, source_headers
 from streamproc.worker.senders import ProducerSender
-from streamproc.worker.topics import instances_topic, rekeyed_topic
+from streamproc.worker.topics import group_id, instances_topic, rekeyed_topic
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 10.0
@@ -59,10 +59,13 @@ def consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
 
 
 def build_app(settings: Settings, partitions: int) -> faust.App:
-    """A Faust app whose topics and table all have ``partitions`` partitions (the raw topic's)."""
+    """A Faust app whose topics and table all have ``partitions`` partitions (the raw topic's),
+    with the agents of ``settings.worker_role``."""
+    folds = settings.worker_role in ("all", "fold")
+    fetches = settings.worker_role in ("all", "fetch")
     brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")]
     app = engine.App(
-        settings.app_id,
+        group_id(settings),
         broker=brokers,
         store=settings.table_store,
         datadir=settings.data_dir,
@@ -85,13 +88,16 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
     raw = _bytes_topic(app, settings.raw_topic, partitions)
     rekeyed = _bytes_topic(app, rekeyed_topic(settings), partitions)
     fetch_requests = _bytes_topic(app, settings.fetch_topic, partitions)
-    table = app.Table(
-        "recordings", default=None, partitions=partitions, key_type=bytes, value_type=bytes
-    )
     instances = _bytes_topic(app, instances_topic(settings), partitions)
-    instance_table = app.Table(
-        "instances", default=None, partitions=partitions, key_type=bytes, value_type=bytes
-    )
+    table: Any = {}  # a fetch worker folds nothing: no tables, no changelogs to recover
+    instance_table: Any = {}
+    if folds:
+        table = app.Table(
+            "recordings", default=None, partitions=partitions, key_type=bytes, value_type=bytes
+        )
+        instance_table = app.Table(
+            "instances", default=None, partitions=partitions, key_type=bytes, value_type=bytes
+        )
 
     def sender(name: str) -> Any:
         topic = _bytes_topic(app, name, partitions)
@@ -129,7 +135,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
 
     sweeper = SkippedRecordSweeper(
         settings.kafka_bootstrap,
-        settings.app_id,
+        group_id(settings),
         {
             raw.get_topic_name(): forward_raw,
             rekeyed.get_topic_name(): forward_raw,
@@ -186,18 +192,20 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
                     await handle_one(handle, event.message)
             batched.flush()
 
-    @app.agent(raw, name="fold-raw")
-    async def fold_raw(stream: Any) -> None:
-        await consume_batches(stream, pipeline.handle_raw)
+    if folds:
 
-    @app.agent(rekeyed, name="fold-rekeyed")
-    async def fold_rekeyed(stream: Any) -> None:
-        await consume_batches(stream, partial(pipeline.handle_raw, rekeyed=True))
+        @app.agent(raw, name="fold-raw")
+        async def fold_raw(stream: Any) -> None:
+            await consume_batches(stream, pipeline.handle_raw)
 
-    @app.agent(instances, name="join-instances")
-    async def join_instances(stream: Any) -> None:
-        """Daily errors that name only their instance, joined to their recording (join.py)."""
-        await consume(stream, pipeline.handle_instance)
+        @app.agent(rekeyed, name="fold-rekeyed")
+        async def fold_rekeyed(stream: Any) -> None:
+            await consume_batches(stream, partial(pipeline.handle_raw, rekeyed=True))
+
+        @app.agent(instances, name="join-instances")
+        async def join_instances(stream: Any) -> None:
+            """Daily errors that name only their instance, joined to their recording."""
+            await consume(stream, pipeline.handle_instance)
 
     async def fetch_one(fetcher: Fetcher, message: Any) -> None:
         await pipeline.handle_fetch_request(
@@ -209,13 +217,16 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         )
         sweeper.handled(message.topic, message.partition, message.offset)
 
-    @app.agent(fetch_requests, name="fetch")
-    async def fetch(stream: Any) -> None:
-        """Up to ``fetch_concurrency`` downloads at a time; the batch is acked when all end."""
-        async with Fetcher(settings) as fetcher:
-            batches = stream.take_events(settings.fetch_concurrency, within=FETCH_BATCH_WAIT_S)
-            async for events in batches:
-                await asyncio.gather(*(fetch_one(fetcher, event.message) for event in events))
+    if fetches:
+
+        @app.agent(fetch_requests, name="fetch")
+        async def fetch(stream: Any) -> None:
+            """Up to ``fetch_concurrency`` downloads at a time; the batch is acked when all
+            end."""
+            async with Fetcher(settings) as fetcher:
+                batches = stream.take_events(settings.fetch_concurrency, within=FETCH_BATCH_WAIT_S)
+                async for events in batches:
+                    await asyncio.gather(*(fetch_one(fetcher, event.message) for event in events))
 
     metrics = WorkerMetrics(
         WorkerCollector(

@@ -23,6 +23,18 @@ def instances_topic(settings: Settings) -> str:
     return f"{settings.app_id}-instances"
 
 
+def fetch_group(settings: Settings) -> str:
+    """The consumer group of ``fetch`` workers (``STREAMPROC_WORKER_ROLE``): a group of its
+    own, because Faust's assignor gives every member of a group a share of every topic the
+    group reads, whatever that member's agents subscribe to."""
+    return f"{settings.app_id}-fetch"
+
+
+def group_id(settings: Settings) -> str:
+    """The consumer group (and Faust app id) of a worker with this role."""
+    return fetch_group(settings) if settings.worker_role == "fetch" else settings.app_id
+
+
 def worker_topics(settings: Settings, partitions: int) -> list[TopicSpec]:
     return [
         TopicSpec(settings.raw_topic, partitions),

@@ -37,6 +37,7 @@ def test_secrets_parse_with_and_without_key_ids():
         ("STREAMPROC_TIMESTAMP_TOLERANCE_S", "-5", "out of range"),
         ("STREAMPROC_DAILY_SECRETS", "main:not base64!", "secret 'main' is not valid base64"),
         ("STREAMPROC_OPENVIDU_SECRETS", "a,,b", "entry 2 is empty"),
+        ("STREAMPROC_WORKER_ROLE", "download", "is not one of all, fold, fetch"),
     ],
 )
 def test_bad_values_name_the_variable(variable, value, message):
