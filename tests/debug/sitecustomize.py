@@ -2,7 +2,8 @@
 
 Put this directory on PYTHONPATH and set STREAMPROC_DBG_DUMP=1 for the test run (the worker
 subprocesses inherit both); SIGWINCH to a worker then writes to its log every task of Faust's
-consumer-thread loop, aiokafka's fetch state per partition, and Faust's flow and offsets.
+consumer-thread loop, aiokafka's fetch state per partition, Faust's flow and offsets, and
+every task of the agents' (main) loop.
 ``watch.sh NAME`` sends that signal to a restarted worker whose log has ended in its ready
 line for 25 s. Not part of the product; nothing imports it.
 """
@@ -43,6 +44,18 @@ def _dump_thread(thread, out) -> None:
     print("read offsets", dict(consumer._read_offset), file=out)
 
 
+def _dump_main_loop(out) -> None:
+    """Every task of the agents' loop (the signal arrives on its thread): where a delivery
+    or an agent is parked (docs/durability.md, section 8)."""
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        return
+    print("=== main loop", loop, file=out)
+    for task in asyncio.all_tasks(loop):
+        print("--- task", task, file=out)
+        task.print_stack(limit=30, file=out)
+
+
 def _dump(signum, frame) -> None:
     out = io.StringIO()
     try:
@@ -51,6 +64,7 @@ def _dump(signum, frame) -> None:
         for obj in gc.get_objects():
             if isinstance(obj, AIOKafkaConsumerThread):
                 _dump_thread(obj, out)
+        _dump_main_loop(out)
     except Exception:
         traceback.print_exc(file=out)
     sys.stderr.write(out.getvalue())
