@@ -237,16 +237,16 @@ def in_memory_pipeline(default, partitions: int = 4, **senders):
 
 
 @contextlib.contextmanager
-def broker_on_slow_s3(s3_endpoint: str, log_dir: Path, delay_s: float):
-    """An embedded broker keeping its log in a new bucket behind a proxy that holds each
-    storage request ``delay_s``: storage slower than a short fetch wait."""
+def broker_on_s3(s3_endpoint: str, log_dir: Path, delay_s: float = 0.0):
+    """An embedded broker keeping its log in a new bucket (so it survives a restart), behind
+    a proxy that holds each storage request ``delay_s`` (storage slower than a fetch wait)."""
     import uuid
 
     from s3proxy import S3Proxy
 
     from streamproc.broker import EmbeddedBroker
 
-    bucket = f"slow-{uuid.uuid4().hex[:8]}"
+    bucket = f"log-{uuid.uuid4().hex[:8]}"
     s3_client(s3_endpoint).create_bucket(Bucket=bucket)
     slow_storage = S3Proxy(s3_endpoint, delay_s=delay_s).start()
     broker = EmbeddedBroker(

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from aiokafka.errors import KafkaError
 
+from streamproc.kafka.topics import TopicSpec, ensure_topics
 from streamproc.logs import logging_config
 from streamproc.settings import Settings
-from streamproc.worker.topics import prepare_topics
+from streamproc.worker.topics import faust_topics, prepare_topics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 STARTUP_WAIT_S = 30.0
 """A broker that is restarting (or starting beside the worker) gets this long to answer."""
 
@@ -24,20 +28,14 @@ def serve_worker(settings: Settings) -> int:
     from streamproc.worker.app import build_app
 
     deadline = time.monotonic() + STARTUP_WAIT_S
-    while True:
-        try:
-            partitions = asyncio.run(prepare_topics(settings))
-            break
-        except (KafkaError, OSError) as exc:
-            if time.monotonic() > deadline:
-                log.error("cannot reach Kafka at %s: %r", settings.kafka_bootstrap, exc)
-                return 1
-            log.warning(
-                "Kafka at %s not reachable yet (%r); retrying", settings.kafka_bootstrap, exc
-            )
-            time.sleep(1.0)
+    partitions = _while_reachable(settings, deadline, lambda: prepare_topics(settings))
+    if partitions is None:
+        return 1
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app = build_app(settings, partitions)
+    specs = faust_topics(app)
+    if not _while_reachable(settings, deadline, lambda: _created(settings, specs)):
+        return 1
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,
@@ -46,3 +44,26 @@ def serve_worker(settings: Settings) -> int:
     )
     worker.execute_from_commandline()
     return 0
+
+
+def _while_reachable(
+    settings: Settings, deadline: float, step: Callable[[], Awaitable[T]]
+) -> T | None:
+    """``step``'s result, retried while Kafka is not reachable and ``deadline`` not passed;
+    None (logged) once it is."""
+    while True:
+        try:
+            return asyncio.run(step())
+        except (KafkaError, OSError) as exc:
+            if time.monotonic() > deadline:
+                log.error("cannot reach Kafka at %s: %r", settings.kafka_bootstrap, exc)
+                return None
+            log.warning(
+                "Kafka at %s not reachable yet (%r); retrying", settings.kafka_bootstrap, exc
+            )
+            time.sleep(1.0)
+
+
+async def _created(settings: Settings, specs: list[TopicSpec]) -> bool:
+    await ensure_topics(settings.kafka_bootstrap, specs)
+    return True

@@ -7,6 +7,10 @@ its fetch requests all live in the same partition number on the same worker.
 
 from __future__ import annotations
 
+from typing import Any
+
+from mode.utils.times import want_seconds
+
 from streamproc.kafka.topics import TopicSpec, ensure_topics, partition_count
 from streamproc.settings import Settings
 
@@ -54,3 +58,35 @@ async def prepare_topics(settings: Settings) -> int:
     partitions = existing or settings.raw_topic_partitions
     await ensure_topics(settings.kafka_bootstrap, worker_topics(settings, partitions))
     return partitions
+
+
+def faust_topics(app: Any) -> list[TopicSpec]:
+    """The topics Faust declares for itself as it starts (each table's changelog, the
+    assignor's leader topic), with the partitions and cleanup policy Faust gives them.
+
+    Created before Faust starts, they are in its consumer's first view of the cluster. Left to
+    Faust, they are created after that view was taken; if the broker is away while the
+    consumer refreshes it, the first assignment runs on the old view, leaves the changelogs
+    out ("Ignoring missing topic") and the first table write fails with PartitionsMismatch
+    (docs/durability.md section 10).
+    """
+    topics = [table.changelog_topic for table in app.tables.values()]
+    topics.append(app._leader_assignor._leader_topic)
+    return [
+        TopicSpec(
+            topic.get_topic_name(),
+            topic.partitions or app.conf.topic_partitions,
+            _cleanup_config(topic),
+        )
+        for topic in topics
+    ]
+
+
+def _cleanup_config(topic: Any) -> dict[str, str]:
+    """Faust's topic config for ``topic`` (as its Kafka transport writes it)."""
+    flags = (("compact", topic.compacting), ("delete", topic.deleting))
+    policies = [name for name, on in flags if on]
+    config = {"cleanup.policy": ",".join(policies)} if policies else {}
+    if topic.retention:
+        config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+    return {**config, **{key: str(value) for key, value in (topic.config or {}).items()}}

@@ -17,7 +17,7 @@ from streamproc.broker import EmbeddedBroker
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 
-from helpers import broker_on_slow_s3, read_topic
+from helpers import broker_on_s3, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -263,7 +263,7 @@ async def test_a_short_fetch_wait_reads_nothing_from_s3_storage(s3_endpoint, tmp
     a consumer that waits 1500 ms (Faust's value) reads every record. Real Kafka answers with
     what the log holds. This is why the worker keeps Faust's 1500 ms by default
     (``STREAMPROC_FETCH_MAX_WAIT_MS``; the chaos suite's durable run stalled with 20 ms)."""
-    with broker_on_slow_s3(s3_endpoint, tmp_path, delay_s=0.2) as broker:
+    with broker_on_s3(s3_endpoint, tmp_path, delay_s=0.2) as broker:
         await ensure_topics(broker.bootstrap, [TopicSpec("slow", 1)])
         producer = await _producer(broker.bootstrap, linger_ms=50)
         try:

@@ -19,7 +19,7 @@ from streamproc.kafka.topics import TopicSpec, ensure_topics
 from streamproc.replay import ReplayRange, replay
 from streamproc.settings import Settings
 
-from helpers import broker_on_slow_s3
+from helpers import broker_on_s3
 
 pytestmark = pytest.mark.integration
 RECORDINGS = 10
@@ -38,7 +38,7 @@ def started(index: int) -> bytes:
 
 
 async def test_a_replay_from_slow_storage_folds_every_record(s3_endpoint, tmp_path):
-    with broker_on_slow_s3(s3_endpoint, tmp_path, delay_s=0.3) as broker:
+    with broker_on_s3(s3_endpoint, tmp_path, delay_s=0.3) as broker:
         settings = dataclasses.replace(
             Settings(), kafka_bootstrap=broker.bootstrap, raw_topic="slow.raw"
         )
