@@ -37,6 +37,7 @@ def test_kubernetes_has_what_the_design_asks_for():
         ("Service", "streamproc-edge"),
         ("HorizontalPodAutoscaler", "streamproc-edge"),
         ("StatefulSet", "streamproc-worker"),
+        ("Deployment", "streamproc-fetch"),
         ("ConfigMap", "streamproc"),
         ("Secret", "streamproc"),
         ("Job", "streamproc-topics"),
@@ -62,13 +63,35 @@ def test_every_setting_in_deploy_is_known_and_valid():
         Settings.from_env(ours)
 
 
-def test_compose_runs_kafka_kraft_minio_an_edge_and_two_workers():
+def _role(environment: dict) -> str:
+    return Settings.from_env({k: str(v) for k, v in environment.items()}).worker_role
+
+
+def test_compose_runs_kafka_kraft_minio_an_edge_two_fold_workers_and_a_fetch_worker():
     services = COMPOSE["services"]
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "minio" in services
     workers = [s for s in services.values() if s.get("command") == ["worker"]]
-    assert len(workers) == 2
-    assert len({str(w["volumes"]) for w in workers}) == 2, "workers must not share a data dir"
+    folds = [w for w in workers if _role(w["environment"]) == "fold"]
+    fetchers = [w for w in workers if _role(w["environment"]) == "fetch"]
+    assert len(folds) == 2 and len(fetchers) == 1 and len(workers) == 3
+    assert len({str(w["volumes"]) for w in folds}) == 2, "fold workers must not share a table"
+    assert "volumes" not in fetchers[0], "a fetch worker keeps no state: it scales freely"
+
+
+def test_kubernetes_runs_stateful_fold_workers_and_stateless_fetch_workers():
+    pods = {
+        doc["kind"]: doc["spec"]
+        for _, doc in _documents()
+        if doc["kind"] in ("StatefulSet", "Deployment")
+        and doc["spec"]["template"]["spec"]["containers"][0]["args"] == ["worker"]
+    }
+    roles = {
+        kind: {e["name"]: e["value"] for e in spec["template"]["spec"]["containers"][0]["env"]}
+        for kind, spec in pods.items()
+    }
+    assert _role(roles["StatefulSet"]) == "fold" and pods["StatefulSet"]["volumeClaimTemplates"]
+    assert _role(roles["Deployment"]) == "fetch"
 
 
 def _commands():
@@ -96,3 +119,12 @@ def test_the_image_entry_points_exist(command):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_prometheus_scrapes_every_worker_service_of_compose():
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = [j for j in scrape["scrape_configs"] if j["job_name"] == "streamproc-worker"]
+    hosts = {t.split(":")[0] for c in job.get("static_configs", []) for t in c["targets"]}
+    hosts |= {name for c in job.get("dns_sd_configs", []) for name in c["names"]}
+    workers = {n for n, s in COMPOSE["services"].items() if s.get("command") == ["worker"]}
+    assert hosts == workers
