@@ -58,12 +58,21 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    an ack for a record of an earlier generation is dropped (the record is read again from
    the committed offset), and a commit that began before a rebalance leaves the offsets
    the rebalance's seek set.
+8. ``App._on_agent_error``: when an agent raises, Faust commits, and its supervisor restarts
+   the agent; but ``take_events`` acks every event of the batch the agent held (in a
+   ``finally``), so that commit covers a batch whose table writes were never flushed, and
+   the records the crashed stream had already taken are not handed to the new one until the
+   next rebalance: the worker stays up, reading nothing (``docs/durability.md``, section
+   11; ``tests/integration/test_agent_crash.py``). Here the process ends at once, before
+   anything else runs on its loop, as a SIGKILL would end it (the kill tests show that
+   loses nothing): the supervisor starts a worker that reads on from the last commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -369,6 +378,10 @@ class StreamprocTableManager(TableManager):
         return self._recovery
 
 
+EXIT_AGENT_CRASHED = 70
+"""The worker's exit status after an agent crashed (EX_SOFTWARE)."""
+
+
 class App(faust.App):
     """A Faust app whose tables recover through ``StreamprocRecovery`` and whose consumer
     seeks through ``StreamprocConsumer``."""
@@ -392,3 +405,14 @@ class App(faust.App):
 
     def _new_transport(self) -> StreamprocTransport:
         return StreamprocTransport(self.conf.broker_consumer, self)
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        """Correction 8: end the process, with no await (nothing else may commit first)."""
+        log.critical(
+            "agent %s crashed: stopping this worker so that a new one reads on from the last"
+            " commit",
+            agent.name,
+            exc_info=exc,
+        )
+        logging.shutdown()
+        os._exit(EXIT_AGENT_CRASHED)
