@@ -30,6 +30,8 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
+from faust.exceptions import FaustError
 
 from streamproc import derived
 from streamproc.fetch.errors import FetchError
@@ -51,6 +53,11 @@ from streamproc.worker.join import InstanceJoin
 from streamproc.worker.senders import Sender
 
 log = logging.getLogger(__name__)
+NOT_THE_RECORDS_FAULT = (KafkaError, FaustError)
+"""Errors of Kafka or the engine, not of the record being handled: they are raised, not
+dead-lettered; the agent's crash ends the worker and the next one reads the record again
+(``worker/engine.py`` correction 8; a table's ``PartitionsMismatch`` once dead-lettered
+good events, docs/durability.md section 10)."""
 SOURCE_HEADERS = ("source-topic", "source-partition", "source-offset")
 
 
@@ -175,6 +182,8 @@ class Pipeline:
         try:
             here = SourcePosition(topic, partition, offset)
             await self._fold(recording_key, decoded, source, here)
+        except NOT_THE_RECORDS_FAULT:
+            raise
         except Exception as exc:
             log.exception("fold failed for %s", decoded.recording_id)
             await self.dead_letter(
@@ -197,6 +206,8 @@ class Pipeline:
         source = _original_source(topic, partition, offset, headers)
         try:
             await self.join.handle(key or b"", value or b"", headers, source, partition)
+        except NOT_THE_RECORDS_FAULT:
+            raise
         except Exception as exc:  # a record this worker did not write (the topic is internal)
             log.exception("instance join failed for %s:%d@%d", topic, partition, offset)
             await self.dead_letter("join", repr(exc), source, key, value, headers)
@@ -284,6 +295,8 @@ class Pipeline:
         except FetchError as exc:
             await self.dead_letter("fetch", str(exc), source, key, value, {}, recording_id)
             return
+        except NOT_THE_RECORDS_FAULT:
+            raise
         except Exception as exc:
             log.exception("fetch failed for %s", recording_id)
             await self.dead_letter("fetch", repr(exc), source, key, value, {}, recording_id)
