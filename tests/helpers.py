@@ -248,7 +248,7 @@ def broker_on_s3(s3_endpoint: str, log_dir: Path, delay_s: float = 0.0):
 
     bucket = f"log-{uuid.uuid4().hex[:8]}"
     s3_client(s3_endpoint).create_bucket(Bucket=bucket)
-    slow_storage = S3Proxy(s3_endpoint, delay_s=delay_s).start()
+    storage = S3Proxy(s3_endpoint, delay_s=delay_s).start()
     broker = EmbeddedBroker(
         log_path=log_dir / "tansu.log",
         storage=f"s3://{bucket}/",
@@ -257,7 +257,7 @@ def broker_on_s3(s3_endpoint: str, log_dir: Path, delay_s: float = 0.0):
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT": slow_storage.url,
+            "AWS_ENDPOINT": storage.url,
             "AWS_ALLOW_HTTP": "true",
         },
     )
@@ -266,4 +266,4 @@ def broker_on_s3(s3_endpoint: str, log_dir: Path, delay_s: float = 0.0):
         yield broker
     finally:
         broker.stop()
-        slow_storage.stop()
+        storage.stop()
