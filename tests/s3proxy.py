@@ -36,6 +36,7 @@ class S3Proxy:
         self.gets: Counter[str] = Counter()
         self.fail_next: Counter[str] = Counter()
         self.cut_next: Counter[str] = Counter()
+        self.corrupt_next: Counter[str] = Counter()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._client: httpx.AsyncClient | None = None
@@ -86,6 +87,9 @@ class S3Proxy:
             if k.encode().lower() not in HOP_HEADERS
         ]
         content = response.content
+        if scope["method"] == "GET" and self.corrupt_next[path] > 0 and content:
+            self.corrupt_next[path] -= 1
+            content = bytes([content[0] ^ 0xFF]) + content[1:]  # same length, other bytes
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
         if scope["method"] == "GET" and (self.cut_next[path] > 0 or fault == "cut"):
             self.cut_next[path] = max(0, self.cut_next[path] - 1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +105,6 @@ class S3Source:
                 Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"
             )
         declared = int(response["ContentLength"])
-        digest = hashlib.sha256()
         size = 0
         async with response["Body"] as body:
             while True:
@@ -114,7 +112,6 @@ class S3Source:
                     chunk = await body.read(CHUNK_SIZE)
                 if not chunk:
                     break
-                digest.update(chunk)
                 size += len(chunk)
                 await writer.write(chunk)
         if size != declared:
@@ -123,6 +120,7 @@ class S3Source:
             raise PermanentFetchError(
                 f"{key!r}: S3 has {size} bytes, the provider announced {expected_size}"
             )
+        digest = writer.digest
         checksum = response.get("ChecksumSHA256")
         if checksum and "-" not in checksum and base64.b64decode(checksum) != digest.digest():
             raise TransientFetchError(f"{key!r}: sha256 does not match S3's checksum")

@@ -71,6 +71,20 @@ async def test_5xx_and_cut_bodies_are_retried_until_the_copy_verifies(s3_proxy, 
     assert not list(tmp_path.rglob("*.part-*")), "a partial copy was left behind"
 
 
+async def test_a_body_with_other_bytes_of_the_same_length_is_fetched_again(
+    s3_proxy, bucket, tmp_path
+):
+    data = b"0123456789" * 50_000
+    put(s3_proxy, bucket, "bitrot.mp4", data)
+    path = f"/{bucket}/bitrot.mp4"
+    s3_proxy.corrupt_next[path] = 1
+    async with Fetcher(settings_for(s3_proxy, bucket, str(tmp_path))) as fetcher:
+        [item] = await fetcher.fetch(request("bitrot.mp4"))
+    assert s3_proxy.gets[path] == 2
+    assert (tmp_path / "daily" / "rec-1" / "bitrot.mp4").read_bytes() == data
+    assert item.sha256 == hashlib.sha256(data).hexdigest()
+
+
 async def test_missing_object_fails_at_once_without_retrying(s3_proxy, bucket, tmp_path):
     async with Fetcher(settings_for(s3_proxy, bucket, str(tmp_path))) as fetcher:
         with pytest.raises(PermanentFetchError, match="404"):

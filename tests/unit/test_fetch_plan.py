@@ -1,3 +1,4 @@
+import hashlib
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -89,8 +90,10 @@ async def test_local_sink_shows_a_file_only_when_complete(tmp_path):
     assert list(tmp_path.rglob("*")) == [tmp_path / "daily", tmp_path / "daily" / "r1"]
     assert await sink.existing(relative) is None
     async with sink.open(relative) as writer:
-        await writer.write(b"whole")
+        await writer.write(b"who")
+        await writer.write(b"le")
     assert (tmp_path / relative).read_bytes() == b"whole"
+    assert writer.digest.hexdigest() == hashlib.sha256(b"whole").hexdigest()
     assert await sink.existing(relative) is None  # no marker yet: not known to be verified
     await sink.mark_complete(relative, Stored(size=5, sha256="ab" * 32))
     assert await sink.existing(relative) == Stored(size=5, sha256="ab" * 32)
