@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
@@ -57,6 +58,30 @@ async def test_signed_event_lands_verbatim_with_key_and_headers(edge, provider, 
     assert abs(float(headers["received-at"]) - time.time()) < 60
     if provider == "daily":
         assert event_id == orjson.loads(body)["id"]
+
+
+async def test_a_body_near_the_limit_lands_beside_many_small_ones(edge):
+    """The producer's batch (publisher.BATCH_BYTES, 512 KiB) is smaller than the largest body
+    (1 MiB): such a body goes in a batch of its own while small ones share theirs."""
+    started = orjson.loads(example("daily", "recording.started"))
+
+    def body(event_id: str, padding: int) -> bytes:
+        return orjson.dumps({**started, "id": event_id, "padding": "x" * padding})
+
+    large = body("large-1", 1024 * 1024 - 1024)
+    small = [body(f"small-{n}", 0) for n in range(100)]
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post("/webhooks/daily", content=b, headers=signed("daily", b))
+                for b in [*small[:50], large, *small[50:]]
+            )
+        )
+    assert [r.status_code for r in responses] == [200] * 101, [r.text for r in responses][:3]
+    [record] = await records_with(edge, "large-1")
+    assert record.value == large
+    for event_id in ("small-0", "small-99"):
+        assert len(await records_with(edge, event_id)) == 1
 
 
 async def test_rotated_secret_and_millisecond_timestamp_are_accepted(edge):
