@@ -62,7 +62,7 @@ async def test_signed_event_lands_verbatim_with_key_and_headers(edge, provider, 
 
 async def test_a_body_near_the_limit_lands_beside_many_small_ones(edge):
     """The producer's batch (publisher.BATCH_BYTES, 512 KiB) is smaller than the largest body
-    (1 MiB): such a body goes in a batch of its own while small ones share theirs."""
+    (1 MiB): such a body is still published, while small ones sent with it share batches."""
     started = orjson.loads(example("daily", "recording.started"))
 
     def body(event_id: str, padding: int) -> bytes:
