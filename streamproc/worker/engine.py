@@ -66,6 +66,13 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    11; ``tests/integration/test_agent_crash.py``). Here the process ends at once, before
    anything else runs on its loop, as a SIGKILL would end it (the kill tests show that
    loses nothing): the supervisor starts a worker that reads on from the last commit.
+9. ``Consumer.on_buffer_drop``: Faust takes a partition whose agent queue is under pressure
+   out of the fetch set (``on_buffer_full``) and puts it back when the queue drains, whatever
+   paused it meanwhile. A rebalance clears the queue without draining it; the drain fires at
+   the agent's next read, which can fall in the next generation's table recovery, when every
+   stream partition is paused: the partition was fetched and folded before its table was
+   recovered (``tests/unit/test_buffer_pressure.py``). Here a revoked partition leaves the
+   pressure bookkeeping and a drained queue does not resume a paused partition.
 """
 
 from __future__ import annotations
@@ -231,7 +238,15 @@ class StreamprocConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.rebalances += 1
         self.sought = {}
+        self._buffered_partitions.difference_update(revoked)
         await super().on_partitions_revoked(revoked)
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        """Faust's, leaving a partition paused since its queue filled paused (9. above)."""
+        if tp in self._buffered_partitions:
+            self._buffered_partitions.discard(tp)
+            if tp not in self._paused_partitions:
+                self._get_active_partitions().add(tp)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         """Faust's, with no acks carried over from earlier generations (7. above): every

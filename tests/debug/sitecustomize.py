@@ -73,3 +73,92 @@ def _dump(signum, frame) -> None:
 
 if os.environ.get("STREAMPROC_DBG_DUMP"):
     signal.signal(signal.SIGWINCH, _dump)
+
+
+def _trace_folds() -> None:
+    """STREAMPROC_DBG_TRACE=1: every fold, assignment and seek of a worker, one line each, in
+    ``trace-<pid>.txt`` in its working directory: which worker folded a recording's events in
+    which order, under which generation (docs/durability.md, section 8)."""
+    import time
+
+    from faust.streams import current_event
+
+    from streamproc.worker import engine, pipeline
+
+    trace = open(f"trace-{os.getpid()}.txt", "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
+
+    def line(*parts) -> None:
+        trace.write(f"{time.time():.3f} " + " ".join(str(p) for p in parts) + "\n")
+
+    fold = pipeline.Pipeline._fold
+
+    async def traced_fold(self, key, event, source, here):
+        before = self._state(event.recording_id)
+        current = current_event()
+        message = current.message if current is not None else None
+        line(
+            "fold",
+            f"{here.topic}:{here.partition}@{here.offset}",
+            key.decode(),
+            event.event_id,
+            getattr(event, "status", "?"),
+            "before",
+            before.status if before else None,
+            len(before.event_ids) if before else 0,
+            "gen",
+            getattr(message, "generation_id", None),
+            current.app.consumer_generation_id if current else None,
+            "flow",
+            current.app.flow_control.is_active() if current else None,
+        )
+        return await fold(self, key, event, source, here)
+
+    pipeline.Pipeline._fold = traced_fold
+
+    assigned = engine.StreamprocConsumer.on_partitions_assigned
+    revoked = engine.StreamprocConsumer.on_partitions_revoked
+    seek = engine.StreamprocConsumer.seek_to_committed
+
+    async def traced_assigned(self, tps, generation_id=0):
+        line("assigned", generation_id, sorted(f"{tp.topic}:{tp.partition}" for tp in tps))
+        return await assigned(self, tps, generation_id)
+
+    async def traced_revoked(self, tps):
+        line("revoked", sorted(f"{tp.topic}:{tp.partition}" for tp in tps))
+        await revoked(self, tps)
+        line("revoked done")
+
+    async def traced_seek(self):
+        committed = await seek(self)
+        line("sought", {f"{tp.topic}:{tp.partition}": o for tp, o in committed.items()})
+        return committed
+
+    full = engine.StreamprocConsumer.on_buffer_full
+    drop = engine.StreamprocConsumer.on_buffer_drop
+
+    def traced_full(self, tp):
+        line("buffer_full", f"{tp.topic}:{tp.partition}", "in_recovery", self.app.in_recovery)
+        full(self, tp)
+
+    def traced_drop(self, tp):
+        line(
+            "buffer_drop",
+            f"{tp.topic}:{tp.partition}",
+            "buffered",
+            tp in self._buffered_partitions,
+            "paused",
+            tp in self._paused_partitions,
+            "recovered",
+            self.app.tables.recovery.completed.is_set(),
+        )
+        drop(self, tp)
+
+    engine.StreamprocConsumer.on_buffer_full = traced_full
+    engine.StreamprocConsumer.on_buffer_drop = traced_drop
+    engine.StreamprocConsumer.on_partitions_assigned = traced_assigned
+    engine.StreamprocConsumer.on_partitions_revoked = traced_revoked
+    engine.StreamprocConsumer.seek_to_committed = traced_seek
+
+
+if os.environ.get("STREAMPROC_DBG_TRACE"):
+    _trace_folds()
