@@ -85,10 +85,12 @@ def _trace_folds() -> None:
 
     from streamproc.worker import engine, pipeline
 
-    trace = open(f"trace-{os.getpid()}.txt", "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
+    trace: list = []  # opened at the first line, so processes that fold nothing leave no file
 
     def line(*parts) -> None:
-        trace.write(f"{time.time():.3f} " + " ".join(str(p) for p in parts) + "\n")
+        if not trace:
+            trace.append(open(f"trace-{os.getpid()}.txt", "a", buffering=1))  # noqa: SIM115
+        trace[0].write(f"{time.time():.3f} " + " ".join(str(p) for p in parts) + "\n")
 
     fold = pipeline.Pipeline._fold
 
