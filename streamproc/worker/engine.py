@@ -73,6 +73,13 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    stream partition is paused: the partition was fetched and folded before its table was
    recovered (``tests/unit/test_buffer_pressure.py``). Here a revoked partition leaves the
    pressure bookkeeping and a drained queue does not resume a paused partition.
+10. ``Recovery.on_recovery_completed`` and ``_resume_streams``: a table recovery that ends
+   after the next rebalance has begun resumed the flow and the stream partitions that
+   rebalance's revocation had stopped, because the generation Faust checks changes only at
+   the next assignment, seconds later when the group waits for a killed member's session
+   (``tests/unit/test_stale_recovery.py``): the worker folded records in the middle of the
+   rebalance (docs/durability.md, section 13). Here nothing is resumed once a rebalance has
+   begun since the assignment the recovery serves.
 """
 
 from __future__ import annotations
@@ -108,10 +115,18 @@ FAUST_LOGGER = logging.getLogger("faust.streamproc")
 
 class StreamprocRecovery(Recovery):
     logger = FAUST_LOGGER
+    assigned_in_rebalance = 0
+    """``App.rebalancing_count`` when the assignment this recovery serves was made (10.)."""
+
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
+    ) -> None:
+        self.assigned_in_rebalance = self.app.rebalancing_count
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
-        """Faust's, with the stream partitions sought before they are resumed (3. above)."""
-        consumer = self.app.consumer
+        """Faust's, with the stream partitions sought before they are resumed (3. above), and
+        nothing resumed once the next rebalance has begun (10.)."""
         self.log.info("Restore complete!")
         await self.app.on_rebalance_complete.send()
         self._set_recovery_ended()
@@ -125,6 +140,15 @@ class StreamprocRecovery(Recovery):
         ]
         if callbacks:
             await asyncio.wait(callbacks)
+        await self._seek_and_resume(generation_id)
+
+    async def _resume_streams(self, generation_id: int = 0) -> None:
+        """Faust's path for an app without tables (a fetch worker), as above."""
+        await self.app.on_rebalance_complete.send()
+        await self._seek_and_resume(generation_id)
+
+    async def _seek_and_resume(self, generation_id: int) -> None:
+        consumer = self.app.consumer
         assignment = consumer.assignment()
         if self.app.consumer_generation_id != generation_id:
             self.log.warning("Recovery rebalancing again (generation %r)", generation_id)
@@ -132,6 +156,9 @@ class StreamprocRecovery(Recovery):
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        if self.app.rebalancing_count != self.assigned_in_rebalance:
+            log.info("a rebalance began while the tables recovered: the streams stay stopped")
+            return
         consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
         self.completed.set()
         self.app.flow_control.resume()
