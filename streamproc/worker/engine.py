@@ -78,8 +78,8 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    rebalance's revocation had stopped, because the generation Faust checks changes only at
    the next assignment, seconds later when the group waits for a killed member's session
    (``tests/unit/test_stale_recovery.py``): the worker folded records in the middle of the
-   rebalance (docs/durability.md, section 13). Here nothing is resumed once a rebalance has
-   begun since the assignment the recovery serves.
+   rebalance (docs/durability.md, section 13). Here nothing is sought or resumed once a
+   rebalance has begun since the assignment the recovery serves.
 """
 
 from __future__ import annotations
@@ -150,15 +150,13 @@ class StreamprocRecovery(Recovery):
     async def _seek_and_resume(self, generation_id: int) -> None:
         consumer = self.app.consumer
         assignment = consumer.assignment()
-        if self.app.consumer_generation_id != generation_id:
-            self.log.warning("Recovery rebalancing again (generation %r)", generation_id)
+        if self._superseded(generation_id):
             return
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
-        if self.app.rebalancing_count != self.assigned_in_rebalance:
-            log.info("a rebalance began while the tables recovered: the streams stay stopped")
-            return
+            if self._superseded(generation_id):
+                return
         consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
         self.completed.set()
         self.app.flow_control.resume()
@@ -170,6 +168,17 @@ class StreamprocRecovery(Recovery):
         self.app.on_rebalance_end()
         self.log.info("Worker ready")
         log.info("worker ready: %d partitions assigned", len(assignment))
+
+    def _superseded(self, generation_id: int) -> bool:
+        """True once a rebalance has begun after the one whose assignment this recovery
+        serves: its streams are then the next assignment's to resume (10. above)."""
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning("Recovery rebalancing again (generation %r)", generation_id)
+            return True
+        if self.app.rebalancing_count != self.assigned_in_rebalance:
+            log.info("a rebalance began while the tables recovered: the streams stay stopped")
+            return True
+        return False
 
     async def _build_highwaters(
         self, consumer: Any, tps: set[TP], destination: Counter[TP], title: str

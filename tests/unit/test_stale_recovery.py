@@ -69,6 +69,7 @@ async def test_a_recovery_ending_after_the_next_revocation_does_not_resume_the_s
     await completed_by.on_recovery_completed(worker.app.tables.recovery, generation_id=1)
 
     assert worker.streaming() is resumed
+    assert worker.sought == (1 if resumed else 0), "a seek of the old assignment mid-rebalance"
 
 
 async def test_a_recovery_ending_in_its_own_rebalance_resumes_the_streams_after_the_seek():
