@@ -70,14 +70,14 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    out of the fetch set (``on_buffer_full``) and puts it back when the queue drains, whatever
    paused it meanwhile. A rebalance clears the queue without draining it; the drain fires at
    the agent's next read, which can fall in the next generation's table recovery, when every
-   stream partition is paused: the partition was fetched and folded before its table was
-   recovered (``tests/unit/test_buffer_pressure.py``). Here a revoked partition leaves the
+   stream partition is paused: the partition is fetched again and its records can be folded
+   before its table is recovered (``tests/unit/test_buffer_pressure.py``). Here a revoked partition leaves the
    pressure bookkeeping and a drained queue does not resume a paused partition.
 10. ``Recovery.on_recovery_completed`` and ``_resume_streams``: a table recovery that ends
    after the next rebalance has begun resumed the flow and the stream partitions that
    rebalance's revocation had stopped, because the generation Faust checks changes only at
    the next assignment, seconds later when the group waits for a killed member's session
-   (``tests/unit/test_stale_recovery.py``): the worker folded records in the middle of the
+   (``tests/unit/test_stale_recovery.py``): the worker went on folding in the middle of the
    rebalance (docs/durability.md, section 13). Here nothing is sought or resumed once a
    rebalance has begun since the assignment the recovery serves.
 """

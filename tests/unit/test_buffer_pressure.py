@@ -15,7 +15,7 @@ async def test_a_partition_paused_for_table_recovery_stays_paused_when_its_queue
     puts it back when the queue drains, whatever paused it meanwhile. A rebalance clears the
     queue without draining it; the drain fires at the agent's next read, which can fall in the
     next generation's table recovery, when every stream partition is paused: Faust then
-    fetched that partition, and its agent folded records before the table was recovered."""
+    fetches that partition, and its agent can fold records before the table is recovered."""
     rebalances = Rebalances(consumer_class)
     consumer = rebalances.consumer
     await rebalances.assign(generation=1, committed=0)
