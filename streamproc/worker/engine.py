@@ -71,8 +71,9 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    paused it meanwhile. A rebalance clears the queue without draining it; the drain fires at
    the agent's next read, which can fall in the next generation's table recovery, when every
    stream partition is paused: the partition is fetched again and its records can be folded
-   before its table is recovered (``tests/unit/test_buffer_pressure.py``). Here a revoked partition leaves the
-   pressure bookkeeping and a drained queue does not resume a paused partition.
+   before its table is recovered (``tests/unit/test_buffer_pressure.py``). Here a revoked
+   partition leaves the pressure bookkeeping and a drained queue does not resume a paused
+   partition.
 10. ``Recovery.on_recovery_completed`` and ``_resume_streams``: a table recovery that ends
    after the next rebalance has begun resumed the flow and the stream partitions that
    rebalance's revocation had stopped, because the generation Faust checks changes only at
