@@ -76,9 +76,10 @@ if os.environ.get("STREAMPROC_DBG_DUMP"):
 
 
 def _trace_folds() -> None:
-    """STREAMPROC_DBG_TRACE=1: every fold, assignment and seek of a worker, one line each, in
-    ``trace-<pid>.txt`` in its working directory: which worker folded a recording's events in
-    which order, under which generation (docs/durability.md, section 8)."""
+    """STREAMPROC_DBG_TRACE=1: every fold, assignment, revocation, seek and queue-pressure
+    change of a worker, one line each, in ``trace-<pid>.txt`` in its working directory: which
+    worker folded a recording's events in which order, under which generation, before or
+    after its recovery (docs/durability.md, section 8)."""
     import time
 
     from faust.streams import current_event
@@ -112,6 +113,8 @@ def _trace_folds() -> None:
             current.app.consumer_generation_id if current else None,
             "flow",
             current.app.flow_control.is_active() if current else None,
+            "recovered",
+            current.app.tables.recovery.completed.is_set() if current else None,
         )
         return await fold(self, key, event, source, here)
 
