@@ -11,7 +11,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streamproc.broker import EmbeddedBroker
 from streamproc.kafka.offsets import log_ends
@@ -295,3 +295,33 @@ async def _read_from_start(
         return records
     finally:
         await consumer.stop()
+
+
+async def test_a_terminated_broker_serves_open_connections_for_seconds(tmp_path):
+    """SIGTERM does not stop Tansu at once: while a client stays connected it goes on
+    acknowledging that client's writes for ~5 s, then exits. A test that means to produce
+    while the broker is away must wait for the exit (``EmbeddedBroker.stop`` returns then):
+    the chaos suite's durable run once stopped it while its sender still sent, and every
+    webhook was acknowledged before the broker went (tests/chaos/test_chaos.py, ``chaos``)."""
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log")
+    broker.start()
+    producer = await _producer(broker.bootstrap, request_timeout_ms=1000)
+    try:
+        await producer.send_and_wait("draining", b"before")
+        started = asyncio.get_running_loop().time()
+        stopping = asyncio.ensure_future(asyncio.to_thread(broker.stop))
+        acknowledged = 0
+        while not stopping.done():
+            try:
+                await asyncio.wait_for(producer.send_and_wait("draining", b"during"), 1.5)
+                acknowledged += 1
+            except (KafkaError, TimeoutError):
+                break
+            await asyncio.sleep(0.05)
+        await stopping
+        took = asyncio.get_running_loop().time() - started
+    finally:
+        broker.stop()
+        await producer.stop()
+    assert took > 2, f"the broker exited within {took:.1f} s"
+    assert acknowledged >= 10, f"only {acknowledged} writes acknowledged while it stopped"
