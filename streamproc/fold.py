@@ -28,12 +28,12 @@ records, and must not pass for a redelivery of them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
-from streamproc.events import RecordingEvent, Track, tracks_as_dicts
+from streamproc.events import RecordingEvent, Track, flat_dict, tracks_as_dicts
 
 STATUS_RANK: dict[str, float] = {
     "starting": 0,
@@ -133,7 +133,7 @@ class RecordingState:
             "offsets": dict(self.offsets),
             "handled": dict(self.handled),
             "precedence": {name: list(value) for name, value in self.precedence.items()},
-            "transitions": [asdict(transition) for transition in self.transitions],
+            "transitions": [flat_dict(transition) for transition in self.transitions],
         }
 
     def to_json(self) -> bytes:
@@ -280,8 +280,17 @@ def fold(
     status = base.status
     if STATUS_RANK[event.status] > STATUS_RANK[status]:
         status = event.status
-    offsets = _advanced(base.offsets, source)
-    handled = _advanced(base.handled, read_at)
+    transition = None
+    if status != previous_status:
+        transition = Transition(
+            recording_id=event.recording_id,
+            provider=base.provider,
+            from_status=previous_status,
+            to_status=status,
+            caused_by=event.event_id,
+            occurred_at=event.occurred_at,
+            error=event.error if status == "failed" else None,
+        )
     new_state = replace(
         base,
         status=status,
@@ -292,22 +301,13 @@ def fold(
             base.finished_at, event.occurred_at if event.status == "finished" else None
         ),
         event_ids=base.event_ids | {event.event_id},
-        offsets=offsets,
-        handled=handled,
+        offsets=_advanced(base.offsets, source),
+        handled=_advanced(base.handled, read_at),
+        transitions=base.transitions if transition is None else (*base.transitions, transition),
         **_merge_fields(base, event),
     )
-    if status == previous_status:
+    if transition is None:
         return new_state, FoldOutput(changed=True)
-    transition = Transition(
-        recording_id=event.recording_id,
-        provider=new_state.provider,
-        from_status=previous_status,
-        to_status=status,
-        caused_by=event.event_id,
-        occurred_at=event.occurred_at,
-        error=event.error if status == "failed" else None,
-    )
-    new_state = replace(new_state, transitions=(*base.transitions, transition))
     fetch = _fetch_request(new_state) if status == "finished" else None
     return new_state, FoldOutput(changed=True, transitions=(transition,), fetch=fetch)
 

@@ -26,7 +26,7 @@ from streamproc import derived
 from streamproc.events import RecordingEvent
 from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
 from streamproc.kafka.offsets import log_ends
-from streamproc.kafka.partitions import partition_for
+from streamproc.kafka.partitions import KeyHashPartitioner, partition_for
 from streamproc.progress import progress_bar
 from streamproc.providers import Provider, enabled_providers
 from streamproc.providers.decode import Skipped, Unlinked, Unusable, decode_record, header_dict
@@ -148,7 +148,10 @@ async def replay(
     producer = None
     if not dry_run:
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            linger_ms=5,
+            partitioner=KeyHashPartitioner(),
         )
         await producer.start()
     try:

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from streamproc.edge.errors import BrokerUnavailable
 from streamproc.edge.metrics import EdgeMetrics
+from streamproc.kafka.partitions import KeyHashPartitioner
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 from streamproc.settings import Settings
 
@@ -85,6 +86,7 @@ class RawEventPublisher:
                 max_request_size=settings.max_body_bytes + HEADER_OVERHEAD,
                 max_batch_size=BATCH_BYTES,
                 client_id="streamproc-edge",
+                partitioner=KeyHashPartitioner(),
             )
             try:
                 async with asyncio.timeout(settings.publish_timeout_s):

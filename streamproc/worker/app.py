@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.fold import SourcePosition
+from streamproc.kafka.partitions import KeyHashPartitioner
 from streamproc.providers import enabled_providers
 from streamproc.providers.decode import header_dict
 from streamproc.settings import Settings
@@ -80,6 +81,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         direct_delivery=settings.direct_delivery,
         producer_acks=-1,
+        producer_partitioner=KeyHashPartitioner(),
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
         key_serializer="raw",
