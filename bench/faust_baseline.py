@@ -31,4 +31,6 @@ async def fold(stream):
 
 
 if __name__ == "__main__":
-    faust.Worker(app, loglevel="WARNING").execute_from_commandline()
+    worker = faust.Worker(app, loglevel="WARNING")
+    worker.spinner = None  # as streamproc's worker does: at WARNING it puts the root at DEBUG
+    worker.execute_from_commandline()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import logging
 
+import faust
 import orjson
 import pytest
 
 from streamproc.logs import LIBRARIES, configure_logging, logging_config
 from streamproc.progress import PlainProgress, progress_bar
+from streamproc.settings import Settings
+from streamproc.worker.run import faust_worker
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +70,18 @@ def test_a_disabled_bar_prints_nothing():
     bar.update(5)
     bar.close()
     assert sink.getvalue() == ""
+
+
+@pytest.mark.parametrize("level", ["WARNING", "ERROR"])
+def test_a_quiet_worker_keeps_debug_records_off(level):
+    """Faust's own worker turns the root logger to DEBUG at WARNING and above (its terminal
+    spinner spins on every record), so each ``log.debug`` builds a record; ours does not."""
+    app = faust.App("logs-test")
+    settings = Settings.from_env({"STREAMPROC_LOG_LEVEL": level})
+    number = logging.getLevelNamesMapping()[level]
+    configure_logging(level)
+    faust.Worker(app, loglevel=level).on_setup_root_logger(logging.root, number)
+    assert logging.root.level == logging.DEBUG  # the Faust behaviour this works around
+    configure_logging(level)
+    faust_worker(app, settings).on_setup_root_logger(logging.root, number)
+    assert not logging.getLogger("streamproc.worker.pipeline").isEnabledFor(logging.DEBUG)
