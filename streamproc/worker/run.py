@@ -25,6 +25,7 @@ STARTUP_WAIT_S = 30.0
 def serve_worker(settings: Settings) -> int:
     from streamproc.worker.app import build_app
 
+    use_uvloop()
     deadline = time.monotonic() + STARTUP_WAIT_S
     partitions = _while_reachable(settings, deadline, lambda: prepare_topics(settings))
     if partitions is None:
@@ -36,6 +37,16 @@ def serve_worker(settings: Settings) -> int:
         return 1
     faust_worker(app, settings).execute_from_commandline()
     return 0
+
+
+def use_uvloop() -> None:
+    """Every event loop the worker makes from here on is uvloop's (Faust's own switch; its
+    consumer thread's loop too). Faust hands each record through several tasks and
+    callbacks, and asyncio's pure-Python loop ran them at ~15 % of the worker's CPU per
+    event (bench/README.md, "Worker, 2026-12-02 evening")."""
+    import mode.loop
+
+    mode.loop.use("uvloop")
 
 
 def faust_worker(app: Any, settings: Settings) -> Any:
