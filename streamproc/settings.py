@@ -85,8 +85,9 @@ class Settings:
     """Events a fold agent takes at a time (1 = one at a time)."""
     fetch_max_wait_ms: int = 1500
     """How long the broker may hold the worker's fetch (Faust's own value by default)."""
-    direct_delivery: bool = False
-    """Deliver records that need no wait without Faust's per-record race (worker/delivery.py)."""
+    direct_delivery: bool = True
+    """Deliver records that need no wait without Faust's per-record race (worker/delivery.py;
+    on since 2026-12-02, docs/durability.md section 8)."""
     worker_role: str = "all"
     """``fold`` or ``fetch``: this worker runs only the fold agents or only the downloads
     (their own processes, scaled apart); ``all``: both in one process."""

@@ -10,9 +10,10 @@ of finishing after the rebalance with a record of a partition this worker may ha
 ``step`` runs the callback one step by hand. A callback that finishes in that step ran with
 nothing else on the loop in between, so it is delivered exactly as the race would have
 delivered it, a microsecond later. One that has to wait is handed over where it stopped
-(``resume``) to Faust's race, which abandons it as before. Off unless
-``STREAMPROC_DIRECT_DELIVERY=1``: with it on, a run of the chaos suite ended with lifecycle
-transitions the clean fold does not emit (docs/durability.md, section 8), not explained yet.
+(``resume``) to Faust's race, which abandons it as before. On by default since 2026-12-02
+(``STREAMPROC_DIRECT_DELIVERY=0`` goes back to the race): its gates failed twice before
+Faust's stale recovery resume was found and corrected (``engine.py``, 10.), and not since
+(docs/durability.md, section 8).
 """
 
 from __future__ import annotations

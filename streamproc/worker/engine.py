@@ -40,8 +40,8 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    snapshot of the active partitions, and records drained for an abandoned call are put
    back (each partition sought to its first drained offset, in the same step as the drain,
    so nothing else moved it in between).
-6. ``Consumer.wait_first`` (a speed-up, not a defect; off unless
-   ``STREAMPROC_DIRECT_DELIVERY=1``): a record delivery that completes in one step skips
+6. ``Consumer.wait_first`` (a speed-up, not a defect; on unless
+   ``STREAMPROC_DIRECT_DELIVERY=0``): a record delivery that completes in one step skips
    mode's four-task race; one that would wait joins the race where it stopped
    (``delivery.py``, ``tests/unit/test_delivery.py``).
 7. ``Consumer.ack``, ``on_partitions_assigned``, ``_commit_offsets``: Faust clears a
