@@ -24,12 +24,19 @@ class Request:
 class Answer:
     index: int
     scheduled: float
+    began: float
     answered: float
     status: int
 
     @property
     def latency(self) -> float:
         return self.answered - self.scheduled
+
+    @property
+    def lateness(self) -> float:
+        """How late the generator itself began the request (before waiting for a free
+        connection, which is the server's doing): the generator's own share of ``latency``."""
+        return self.began - self.scheduled
 
 
 def encode(host: str, request: Request) -> bytes:
@@ -62,6 +69,7 @@ async def open_loop(
 ) -> list[Answer]:
     """Send ``requests`` at ``rate`` per second over up to ``connections`` keep-alive
     connections; return one answer per request (status 0: the connection failed)."""
+    encoded = [encode(host, request) for request in requests]
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
         pool.put_nowait(await asyncio.open_connection(host, port))
@@ -70,15 +78,16 @@ async def open_loop(
     started = loop.time() + 0.05
 
     async def one(index: int, scheduled: float) -> None:
+        began = loop.time()
         reader, writer = await pool.get()
         try:
-            writer.write(encode(host, requests[index]))
+            writer.write(encoded[index])
             status = await _answer_status(reader)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             writer.close()
             status = 0
             reader, writer = await asyncio.open_connection(host, port)
-        answers.append(Answer(index, scheduled, loop.time(), status))
+        answers.append(Answer(index, scheduled, began, loop.time(), status))
         pool.put_nowait((reader, writer))
 
     tasks = []
