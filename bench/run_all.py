@@ -60,6 +60,9 @@ def benchmarks(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
             e2e_latency.run(sizes.e2e_rate, sizes.e2e_seconds)
             + e2e_latency.run(sizes.e2e_rate, sizes.e2e_seconds, fetch_wait_ms=20)
             + e2e_latency.run(sizes.e2e_rate, sizes.e2e_seconds, fetch_wait_ms=20, split=True)
+            + e2e_latency.run(  # the fold's own latency: no S3 reads beside it
+                sizes.e2e_rate, sizes.e2e_seconds, fetch_wait_ms=20, split=True, downloads=False
+            )
         ),
         "replay": lambda: asyncio.run(replay_throughput.run(sizes.replay_events)),
         "downloads": lambda: downloads_throughput.run(*sizes.downloads),
