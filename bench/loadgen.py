@@ -9,6 +9,7 @@ for a few thousand requests/s on one core, which is what the latency figures ask
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -74,11 +75,11 @@ async def open_loop(
     for _ in range(connections):
         pool.put_nowait(await asyncio.open_connection(host, port))
     answers: list[Answer] = []
-    loop = asyncio.get_running_loop()
-    started = loop.time() + 0.05
+    clock = time.perf_counter  # not loop.time(): uvloop's is per iteration, in whole ms
+    started = clock() + 0.05
 
     async def one(index: int, scheduled: float) -> None:
-        began = loop.time()
+        began = clock()
         reader, writer = await pool.get()
         try:
             writer.write(encoded[index])
@@ -87,13 +88,13 @@ async def open_loop(
             writer.close()
             status = 0
             reader, writer = await asyncio.open_connection(host, port)
-        answers.append(Answer(index, scheduled, began, loop.time(), status))
+        answers.append(Answer(index, scheduled, began, clock(), status))
         pool.put_nowait((reader, writer))
 
     tasks = []
     for index in range(len(requests)):
         scheduled = started + index / rate
-        delay = scheduled - loop.time()
+        delay = scheduled - clock()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(index, scheduled)))
