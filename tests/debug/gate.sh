@@ -6,7 +6,7 @@
 #   tests/debug/gate.sh [RUNS] [ROOT]      # ROOT default /tmp/gate-<commit>
 #
 # Prints one line per run to ROOT/summary.txt and stops at the first failure. Extra
-# environment (e.g. STREAMPROC_DIRECT_DELIVERY=1) reaches the workers. ~5 min a run on 2 cores.
+# environment (e.g. STREAMPROC_DIRECT_DELIVERY=0 for Faust's race) reaches the workers. ~5 min a run on 2 cores.
 set -u
 cd "$(dirname "$0")/../.."
 RUNS=${1:-20}
