@@ -12,7 +12,7 @@ nothing else on the loop in between, so it is delivered exactly as the race woul
 delivered it, a microsecond later. One that has to wait is handed over where it stopped
 (``resume``) to Faust's race, which abandons it as before. On by default since 2026-12-02
 (``STREAMPROC_DIRECT_DELIVERY=0`` goes back to the race): its gates failed twice before
-Faust's stale recovery resume was found and corrected (``engine.py``, 10.), and not in 68
+Faust's stale recovery resume was found and corrected (``engine.py``, 10.), and not in 80
 runs since; one of the two failures, a stall, is not explained (docs/durability.md,
 section 8).
 """
