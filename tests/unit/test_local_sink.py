@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import PurePosixPath
 
+from streamproc.fetch import sinks
 from streamproc.fetch.sinks import LocalDirectorySink, Stored
 
 RELATIVE = PurePosixPath("daily/rec-1/files/rec-1.mp4")
@@ -29,3 +31,26 @@ def test_an_empty_marker_is_not_a_complete_copy(tmp_path):
     target.write_bytes(b"x" * 10)
     (target.parent / ".rec-1.mp4.sha256").write_bytes(b"")
     assert asyncio.run(sink.existing(RELATIVE)) is None
+
+
+def test_a_file_written_across_writeback_hints_has_every_byte_and_its_sha256(tmp_path, monkeypatch):
+    """The kernel is asked to start writing back (and drop) pages while the file is still
+    being written; what lands, and the digest, must be exactly the chunks in order."""
+    hints = []
+    real_fadvise = sinks.os.posix_fadvise
+    monkeypatch.setattr(sinks, "WRITEBACK_EVERY", 3 * 4096)
+    monkeypatch.setattr(
+        sinks.os, "posix_fadvise", lambda *args: hints.append(args) or real_fadvise(*args)
+    )
+    chunks = [bytes([n]) * 4096 for n in range(10)]
+
+    async def write_all() -> str:
+        async with LocalDirectorySink(tmp_path).open(RELATIVE) as writer:
+            for chunk in chunks:
+                await writer.write(chunk)
+        return writer.digest.hexdigest()
+
+    digest = asyncio.run(write_all())
+    assert (tmp_path / RELATIVE).read_bytes() == b"".join(chunks)
+    assert digest == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert len(hints) == 3
