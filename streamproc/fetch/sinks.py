@@ -79,14 +79,11 @@ class LocalDirectorySink:
     def describe(self, relative: PurePosixPath) -> str:
         return str(self._path(relative))
 
-    def _marker(self, relative: PurePosixPath) -> Path:
-        path = self._path(relative)
-        return path.with_name(f".{path.name}{SHA256_SUFFIX}")
-
     async def existing(self, relative: PurePosixPath) -> Stored | None:
-        _remove_leftovers_of_dead_writers(self._path(relative))
-        marker = self._marker(relative)
-        if not marker.is_file() or not self._path(relative).is_file():
+        path = self._path(relative)
+        _remove_leftovers_of_dead_writers(path)
+        marker = _marker_of(path)
+        if not marker.is_file() or not path.is_file():
             return None
         return Stored.from_marker(marker.read_bytes())
 
@@ -97,7 +94,7 @@ class LocalDirectorySink:
         path = self._path(relative)
         aside = path.with_name(f".{path.name}.part-{_WRITER}-{uuid.uuid4().hex}{SHA256_SUFFIX}")
         aside.write_bytes(stored.marker())
-        os.replace(aside, self._marker(relative))
+        os.replace(aside, _marker_of(path))
 
     @contextlib.asynccontextmanager
     async def open(self, relative: PurePosixPath) -> AsyncIterator[SinkWriter]:
@@ -114,6 +111,10 @@ class LocalDirectorySink:
         finally:
             handle.close()
             partial.unlink(missing_ok=True)
+
+
+def _marker_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}{SHA256_SUFFIX}")
 
 
 _HOST = socket.gethostname()
