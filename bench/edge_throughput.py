@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import uvloop
 from aiokafka import AIOKafkaProducer
@@ -100,9 +101,17 @@ async def producer_ceiling(bootstrap: str, seconds: float, concurrency: int) -> 
         await producer.stop()
 
 
-async def latency_at(port: int, rate: float, seconds: float) -> tuple[float, float, float, int]:
-    """p50 and p99 (ms) of the edge at ``rate`` requests/s, open loop; the generator's own
-    lateness p99 (ms, a part of those figures: it shares the cores); and non-2xx count."""
+class Latency(NamedTuple):
+    p50_ms: float
+    p99_ms: float
+    lateness_p99_ms: float
+    """The generator's own lateness: a part of the figures above (it shares the cores)."""
+    failed: int
+    """Answers that were not 2xx."""
+
+
+async def latency_at(port: int, rate: float, seconds: float) -> Latency:
+    """The edge's latency at ``rate`` requests/s, open loop."""
     headers = {
         "Content-Type": "application/json",
         **daily.SCHEME.signed_headers(KEY, BODY, str(int(time.time()))),
@@ -113,7 +122,7 @@ async def latency_at(port: int, rate: float, seconds: float) -> tuple[float, flo
     lateness = [answer.lateness * 1000 for answer in answers]
     failed = sum(1 for answer in answers if not 200 <= answer.status < 300)
     p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
-    return p50, p99, percentile(lateness, 0.99), failed
+    return Latency(p50, p99, percentile(lateness, 0.99), failed)
 
 
 LOWER_SHARES = (0.2, 0.3)
@@ -161,7 +170,7 @@ def run(seconds: int = 10, connections: int = 64) -> list[Figure]:
             }
         finally:
             edge.stop()
-    failed += sum(result[3] for result in lower.values())
+    failed += sum(result.failed for result in lower.values())
     if errors or failed:
         raise RuntimeError(f"the edge answered non-2xx: {errors} under wrk, {failed} open loop")
     edge = "edge: signed Daily webhook -> verified -> acks=all publish -> 200"
@@ -176,8 +185,8 @@ def run(seconds: int = 10, connections: int = 64) -> list[Figure]:
         *(
             Figure(
                 f"edge p99 latency at {share:.0%} of that rate ({edge_rate * share:,.0f}/s, "
-                f"open loop; the generator's own lateness p99 {result[2]:.1f} ms)",
-                result[1],
+                f"open loop; the generator's own lateness p99 {result.lateness_p99_ms:.1f} ms)",
+                result.p99_ms,
                 "ms",
             )
             for share, result in lower.items()
