@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from streamproc.embedded_s3 import local_client
+from streamproc.kafka.metadata import topic_partitions
 from streamproc.progress import progress_bar
 from streamproc.providers import PROVIDERS
 
@@ -171,11 +172,8 @@ async def _read_all(bootstrap: str, topic: str) -> list[dict]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(topic) or set()
         messages = []
-        for partition in sorted(partitions):
-            tp = TopicPartition(topic, partition)
+        for tp in await topic_partitions(consumer, topic):
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
             while batch := await consumer.getmany(tp, timeout_ms=300):

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from streamproc import derived
 from streamproc.events import RecordingEvent
 from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
+from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.partitions import KeyHashPartitioner, partition_for
 from streamproc.progress import progress_bar
@@ -161,13 +162,10 @@ async def replay(
             await producer.stop()
         raise
     try:
-        partitions = sorted(
-            consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
-        )
-        result.clock = StallClock({}, settings.stall_after_s, len(partitions))
+        tps = await _partitions(consumer, topic)
+        result.clock = StallClock({}, settings.stall_after_s, len(tps))
         if selection.partitions is not None:
-            partitions = [p for p in partitions if p in set(selection.partitions)]
-        tps = [TopicPartition(topic, p) for p in partitions]
+            tps = [tp for tp in tps if tp.partition in set(selection.partitions)]
         ends = await log_ends(consumer, tps)
         starts, stops = {}, {}
         for tp in tps:
@@ -221,9 +219,8 @@ async def _reader(settings: Settings) -> AIOKafkaConsumer:
     return consumer
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer.topics()
-    partitions = consumer.partitions_for_topic(topic)
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    partitions = await topic_partitions(consumer, topic)
     if not partitions:
         raise ValueError(f"topic {topic!r} does not exist")
     return partitions
@@ -380,10 +377,7 @@ async def current_statuses(settings: Settings) -> dict[str, str]:
 
     consumer = await _reader(settings)
     try:
-        partitions = consumer.partitions_for_topic(settings.state_topic) or await _partitions(
-            consumer, settings.state_topic
-        )
-        tps = [TopicPartition(settings.state_topic, p) for p in sorted(partitions)]
+        tps = await _partitions(consumer, settings.state_topic)
         ends = await log_ends(consumer, tps)
         latest: dict[str, str] = {}
         for tp in tps:

@@ -17,6 +17,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
 from streamproc.settings import Settings
 from streamproc.worker.topics import fetch_group
@@ -75,13 +76,7 @@ async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> P
     await group.start()
     await fetchers.start()
     try:
-        await reader.topics()
-        partitions = {
-            topic: [
-                TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())
-            ]
-            for topic in roles.values()
-        }
+        partitions = {topic: await topic_partitions(reader, topic) for topic in roles.values()}
         ends = await log_ends(reader, [tp for tps in partitions.values() for tp in tps])
         topics = []
         for role, topic in roles.items():

@@ -32,8 +32,9 @@ async def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout_s: flo
     import asyncio
     import time
 
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
+    from streamproc.kafka.metadata import topic_partitions
     from streamproc.kafka.offsets import log_ends
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -41,9 +42,7 @@ async def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout_s: flo
     try:
         deadline = time.monotonic() + timeout_s
         while True:
-            await consumer.topics()  # refreshes cluster metadata
-            partitions = consumer.partitions_for_topic(topic) or set()
-            parts = [TopicPartition(topic, p) for p in sorted(partitions)]
+            parts = await topic_partitions(consumer, topic)
             records = []
             if parts:
                 ends = await log_ends(consumer, parts)
@@ -267,3 +266,10 @@ def broker_on_s3(s3_endpoint: str, log_dir: Path, delay_s: float = 0.0):
     finally:
         broker.stop()
         storage.stop()
+
+
+def broker_name(broker) -> str:
+    """``kafka`` for an Apache Kafka node or cluster, ``tansu`` for the embedded broker."""
+    from streamproc.apache_kafka import KafkaCluster
+
+    return "kafka" if isinstance(broker, KafkaCluster) else "tansu"

@@ -1,7 +1,9 @@
-"""What the embedded broker (Tansu 0.6.0) does, pinned down as tests.
+"""What each broker does, pinned down as tests: the embedded Tansu 0.6.0 and Apache Kafka.
 
-Later work depends on these answers (replay by time, group offset resets, restarts). A
-failing test here means the broker changed, and the code that works around it should too.
+Each fact runs on both brokers (ids ``[tansu]``, ``[kafka]``) and says where it holds; the
+few that need a broker of their own name theirs. Later work depends on these answers (replay
+by time, group offset resets, restarts, log ends, fetch waits). A failing test here means a
+broker changed, and the code that works around it should too.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streamproc.broker import EmbeddedBroker
+from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 
-from helpers import broker_on_s3, read_topic
+from helpers import broker_name, broker_on_s3, read_topic
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 
 async def _producer(bootstrap: str, **options) -> AIOKafkaProducer:
@@ -29,6 +32,8 @@ async def _producer(bootstrap: str, **options) -> AIOKafkaProducer:
 
 
 async def test_memory_restart_acknowledges_and_drops_writes_to_a_lost_topic(tmp_path):
+    """Tansu only: in memory, a restarted broker has lost its topics and acknowledges writes
+    to them. Kafka keeps its log on disk (``test_a_killed_kafka_node_restarts_with_its_log``)."""
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log")
     broker.start()
     try:
@@ -71,8 +76,10 @@ async def test_offsets_for_times_inside_the_log_and_after_its_end(broker):
         inside = (await consumer.offsets_for_times({tp: stamps[2]}))[tp]
         assert inside.offset == 2
         after_end = (await consumer.offsets_for_times({tp: stamps[-1] + 60_000}))[tp]
-        # Kafka answers "none" here; Tansu answers offset 0 with timestamp -1.
-        assert (after_end.offset, after_end.timestamp) == (0, -1)
+        if broker_name(broker) == "kafka":
+            assert after_end is None
+        else:  # Tansu: offset 0 with timestamp -1 (``streamproc.replay`` reads it as the end)
+            assert (after_end.offset, after_end.timestamp) == (0, -1)
     finally:
         await consumer.stop()
 
@@ -105,13 +112,27 @@ async def test_group_offsets_can_be_reset_by_committing_an_earlier_offset(broker
         await consumer.stop()
 
 
-async def test_admin_offset_fetch_breaks_the_connection(broker):
-    """``list_consumer_group_offsets`` fails (bad response framing); use ``committed()``."""
+async def test_admin_offset_fetch_breaks_the_connection_on_tansu_only(broker):
+    """Tansu: ``list_consumer_group_offsets`` fails (bad response framing), so streamproc
+    reads a group's offsets with ``committed()``, which works on both."""
+    await ensure_topics(broker.bootstrap, [TopicSpec("offsets-fetched", 1)])
+    tp = TopicPartition("offsets-fetched", 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="fetch-my-offsets")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.commit({tp: 2})
+    finally:
+        await consumer.stop()
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
     await admin.start()
     try:
-        with pytest.raises(KafkaConnectionError):
-            await admin.list_consumer_group_offsets("reset-me")
+        if broker_name(broker) == "kafka":
+            offsets = await admin.list_consumer_group_offsets("fetch-my-offsets")
+            assert offsets[tp].offset == 2
+        else:
+            with pytest.raises(KafkaConnectionError):
+                await admin.list_consumer_group_offsets("fetch-my-offsets")
     finally:
         await admin.close()
 
@@ -128,6 +149,23 @@ async def test_topics_can_be_deleted(broker):
         await admin.close()
 
 
+async def test_partitions_of_a_topic_the_client_never_used(broker):
+    """Tansu answers a metadata request for no topics with every topic, so a consumer's
+    cached metadata knew every topic after ``topics()``; Kafka answers with none. Replay,
+    status and the demo ask the cluster (``streamproc.kafka.metadata``), right on both."""
+    await ensure_topics(broker.bootstrap, [TopicSpec("never-used", 3)])
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        cached = consumer.partitions_for_topic("never-used")
+        asked = await topic_partitions(consumer, "never-used")
+    finally:
+        await consumer.stop()
+    assert cached == (None if broker_name(broker) == "kafka" else {0, 1, 2})
+    assert asked == [TopicPartition("never-used", p) for p in range(3)]
+
+
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 async def test_compressed_batches_round_trip(broker, codec):
     producer = await _producer(broker.bootstrap, compression_type=codec)
@@ -140,7 +178,8 @@ async def test_compressed_batches_round_trip(broker, codec):
 
 
 async def test_compaction_is_not_run_within_seconds(broker):
-    """A compacted topic keeps every record here: consumers must cope with old versions."""
+    """A compacted topic keeps every record for a while on both (Kafka never compacts the
+    active segment): consumers of the state topic must cope with old versions."""
     await ensure_topics(
         broker.bootstrap, [TopicSpec("compacted", 1, {"cleanup.policy": "compact"})]
     )
@@ -155,11 +194,11 @@ async def test_compaction_is_not_run_within_seconds(broker):
     assert len(await read_topic(broker.bootstrap, "compacted", expect=300)) == 300
 
 
-async def test_list_offsets_latest_is_short_after_batches(broker):
-    """ListOffsets(latest) answers the newest batch's base offset + 1 (Kafka: its last offset
-    + 1), while a fetch's high watermark is right. ``streamproc/kafka/offsets.py`` reads the
-    end from a fetch; without it, Faust's recovery stops short of a changelog's end and a
-    rocksdb:// store raises ConsistencyError after a kill."""
+async def test_list_offsets_latest_is_short_after_batches_on_tansu_only(broker):
+    """Tansu: ListOffsets(latest) answers the newest batch's base offset + 1; Kafka: its last
+    offset + 1. A fetch's high watermark is right on both. ``streamproc/kafka/offsets.py``
+    reads the end from a fetch; without it, Faust's recovery stops short of a changelog's
+    end on Tansu and a rocksdb:// store raises ConsistencyError after a kill."""
     await ensure_topics(broker.bootstrap, [TopicSpec("batched-ends", 1)])
     tp = TopicPartition("batched-ends", 0)
     producer = await _producer(broker.bootstrap, linger_ms=1000)
@@ -179,7 +218,10 @@ async def test_list_offsets_latest_is_short_after_batches(broker):
     finally:
         await producer.stop()
         await consumer.stop()
-    assert answers == [(size, end, end - size + 1) for size, end, _ in answers], answers
+    if broker_name(broker) == "kafka":
+        assert answers == [(size, end, end) for size, end, _ in answers], answers
+    else:
+        assert answers == [(size, end, end - size + 1) for size, end, _ in answers], answers
 
 
 async def test_committed_offsets_survive_the_committing_consumer(broker):
@@ -258,11 +300,13 @@ async def test_a_killed_members_partitions_move_after_its_session_times_out(brok
 
 
 async def test_a_short_fetch_wait_reads_nothing_from_s3_storage(s3_endpoint, tmp_path):
-    """Storing its log on S3, the broker answers a fetch with what its storage read within
-    the fetch's max wait: with storage slower than the wait, nothing, fetch after fetch, while
-    a consumer that waits 1500 ms (Faust's value) reads every record. Real Kafka answers with
-    what the log holds. This is why the worker keeps Faust's 1500 ms by default
-    (``STREAMPROC_FETCH_MAX_WAIT_MS``; the chaos suite's durable run stalled with 20 ms)."""
+    """Tansu only (its S3 storage engine). Storing its log on S3, the broker answers a fetch
+    with what its storage read within the fetch's max wait: with storage slower than the
+    wait, nothing, fetch after fetch, while a consumer that waits 1500 ms (Faust's value)
+    reads every record. Kafka answers with what the log holds. This is why the worker keeps
+    Faust's 1500 ms by default (``STREAMPROC_FETCH_MAX_WAIT_MS``; the chaos suite's durable
+    run stalled with 20 ms), which costs nothing on Kafka
+    (``test_a_waiting_fetch_answers_when_a_record_arrives``)."""
     with broker_on_s3(s3_endpoint, tmp_path, delay_s=0.2) as broker:
         await ensure_topics(broker.bootstrap, [TopicSpec("slow", 1)])
         producer = await _producer(broker.bootstrap, linger_ms=50)
@@ -298,7 +342,7 @@ async def _read_from_start(
 
 
 async def test_a_terminated_broker_serves_open_connections_for_seconds(tmp_path):
-    """SIGTERM does not stop Tansu at once: while a client stays connected it goes on
+    """Tansu only. SIGTERM does not stop Tansu at once: while a client stays connected it goes on
     acknowledging that client's writes for ~5 s, then exits. A test that means to produce
     while the broker is away must wait for the exit (``EmbeddedBroker.stop`` returns then):
     the chaos suite's durable run once stopped it while its sender still sent, and every
@@ -325,3 +369,86 @@ async def test_a_terminated_broker_serves_open_connections_for_seconds(tmp_path)
         await producer.stop()
     assert took > 2, f"the broker exited within {took:.1f} s"
     assert acknowledged >= 10, f"only {acknowledged} writes acknowledged while it stopped"
+
+
+async def test_a_waiting_fetch_answers_when_a_record_arrives(broker):
+    """Kafka answers a fetch it is holding as soon as a record arrives, so a long fetch wait
+    (the worker's 1500 ms) adds nothing to a quiet stream's latency there. Tansu holds the
+    fetch for about half its wait (4 s of 8 s here, 0.75 s of Faust's 1500 ms), whatever
+    arrives: on Tansu a quiet stream's latency includes that."""
+    await ensure_topics(broker.bootstrap, [TopicSpec("quiet", 1)])
+    tp = TopicPartition("quiet", 0)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap, fetch_max_wait_ms=8000, enable_auto_commit=False
+    )
+    await consumer.start()
+    producer = await _producer(broker.bootstrap)
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        await consumer.position(tp)
+        waiting = asyncio.ensure_future(consumer.getone(tp))
+        await asyncio.sleep(0.5)  # the consumer's fetch is now held by the broker
+        sent_at = asyncio.get_running_loop().time()
+        await producer.send_and_wait("quiet", b"now")
+        record = await asyncio.wait_for(waiting, 20)
+        took = asyncio.get_running_loop().time() - sent_at
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    assert record.value == b"now"
+    if broker_name(broker) == "kafka":
+        assert took < 2, f"the held fetch answered {took:.1f} s after the record arrived"
+    else:
+        assert took > 2, f"Tansu answered a held fetch {took:.1f} s after the record arrived"
+
+
+async def test_idempotent_and_transactional_producers_work_on_kafka_only(broker):
+    """Tansu answers InitProducerId with UnknownError: the edge falls back to a plain
+    producer there (``streamproc.edge.publisher``); on Kafka it is idempotent."""
+    await ensure_topics(broker.bootstrap, [TopicSpec("idempotent", 1)])
+    kinds = {
+        "idempotent": {"enable_idempotence": True},
+        "transactional": {"transactional_id": "t1"},
+    }
+    works = {}
+    for kind, options in kinds.items():
+        producer = AIOKafkaProducer(
+            bootstrap_servers=broker.bootstrap, acks="all", request_timeout_ms=5000, **options
+        )
+        try:
+            await asyncio.wait_for(producer.start(), 20)
+            if kind == "transactional":
+                async with producer.transaction():
+                    await producer.send_and_wait("idempotent", b"in a transaction")
+            else:
+                await producer.send_and_wait("idempotent", b"idempotent")
+            works[kind] = True
+        except (KafkaError, TimeoutError):
+            works[kind] = False
+        finally:
+            await producer.stop()
+    expected = broker_name(broker) == "kafka"
+    assert works == {"idempotent": expected, "transactional": expected}
+
+
+async def test_a_killed_kafka_node_restarts_with_its_log(kafka_available, tmp_path):
+    """Kafka only (Tansu in memory forgets: the first test here). SIGKILLed with no shutdown,
+    a Kafka node recovers its log from disk: every acknowledged record is there again."""
+    from streamproc.apache_kafka import KafkaBroker
+
+    kafka = KafkaBroker(tmp_path / "kafka")
+    kafka.start()
+    try:
+        await ensure_topics(kafka.bootstrap, [TopicSpec("kept", 2)])
+        producer = await _producer(kafka.bootstrap, linger_ms=5)
+        try:
+            await asyncio.gather(*[await producer.send("kept", b"%d" % n) for n in range(500)])
+        finally:
+            await producer.stop()
+        kafka.kill()
+        kafka.start()
+        values = {r.value for r in await read_topic(kafka.bootstrap, "kept", expect=500)}
+        assert values == {b"%d" % n for n in range(500)}
+    finally:
+        kafka.stop()
