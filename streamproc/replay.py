@@ -445,10 +445,7 @@ async def group_lag(settings: Settings, group_id: str) -> dict[int, tuple[int, i
     )
     await group.start()
     try:
-        tps = [
-            TopicPartition(settings.raw_topic, p)
-            for p in sorted(await _partitions(reader, settings.raw_topic))
-        ]
+        tps = await _partitions(reader, settings.raw_topic)
         ends = await log_ends(reader, tps)
         return {tp.partition: (await group.committed(tp) or 0, ends[tp]) for tp in tps}
     finally:

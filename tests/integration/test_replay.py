@@ -22,7 +22,7 @@ from streamproc.settings import Settings
 
 from helpers import read_topic
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 
 def daily(kind: str, recording: str, event_ts: int) -> bytes:

@@ -16,7 +16,7 @@ from streamproc.settings import Settings
 
 from helpers import start_worker, wait_for_messages, worker_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 PARTITIONS = 4
 T0 = 1_700_000_000
 HOURS = 3600

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 from streamproc.processes import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 
 def _status(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from streamproc.settings import Settings
 
 from helpers import messages, read_topic, s3_client, start_worker, worker_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 RECORDINGS = 20
 
 

@@ -22,7 +22,7 @@ from helpers import (
     worker_env,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 FIRST, SECOND = 60, 40
 
 
