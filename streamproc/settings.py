@@ -20,6 +20,7 @@ TABLE_STORES = ("memory://", "rocksdb://")
 GUARANTEES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 WORKER_ROLES = ("all", "fold", "fetch")
+IDEMPOTENCE = ("auto", "on", "off")
 LOG_FORMATS = ("text", "json")
 KEY_FIELDS = ("provider", "recording_id", "room", "filename")
 """Placeholders an object-key template may use."""
@@ -49,6 +50,13 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     raw_topic: str = "recordings.raw"
     raw_topic_partitions: int = 4
+    topic_replication_factor: int = 1
+    """Replicas of every topic streamproc creates (3 on a production cluster)."""
+    topic_min_insync_replicas: int | None = None
+    """``min.insync.replicas`` of the topics it creates (2 with RF 3); None: the broker's."""
+    idempotence: str = "auto"
+    """The edge's producer: ``on`` idempotent, ``off`` plain, ``auto`` idempotent where the
+    broker can (Kafka) and plain where it cannot (the embedded Tansu)."""
     edge_host: str = "127.0.0.1"
     edge_port: int = 8080
     daily_secrets: tuple[Secret, ...] = ()
@@ -122,7 +130,7 @@ class Settings:
             mapping = None if mapping_file is None else load_mapping(Path(mapping_file))
         except MappingError as exc:
             raise SettingsError(f"{PREFIX}STANDARD_WEBHOOKS_MAPPING: {exc}") from None
-        return cls(
+        settings = cls(
             standard_webhooks_mapping=mapping_file,
             standard_webhooks_name=None if mapping is None else mapping.name,
             standard_webhooks_secrets=reader.secrets(
@@ -131,6 +139,13 @@ class Settings:
             kafka_bootstrap=reader.text("KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
             raw_topic=reader.text("RAW_TOPIC", defaults.raw_topic),
             raw_topic_partitions=reader.integer("RAW_TOPIC_PARTITIONS", 4, low=1, high=10_000),
+            topic_replication_factor=reader.integer(
+                "TOPIC_REPLICATION_FACTOR", defaults.topic_replication_factor, low=1, high=32
+            ),
+            topic_min_insync_replicas=reader.optional_integer(
+                "TOPIC_MIN_INSYNC_REPLICAS", low=1, high=32
+            ),
+            idempotence=reader.choice("IDEMPOTENCE", defaults.idempotence, IDEMPOTENCE),
             edge_host=reader.text("EDGE_HOST", defaults.edge_host),
             edge_port=reader.integer("EDGE_PORT", defaults.edge_port, low=0, high=65535),
             daily_secrets=reader.secrets("DAILY_SECRETS", decode=_decode_base64_secret),
@@ -182,6 +197,13 @@ class Settings:
                 "OPENVIDU_KEY_TEMPLATE", defaults.openvidu_key_template, KEY_FIELDS
             ),
         )
+        insync, factor = settings.topic_min_insync_replicas, settings.topic_replication_factor
+        if insync is not None and insync > factor:
+            raise SettingsError(
+                f"{PREFIX}TOPIC_MIN_INSYNC_REPLICAS={insync} is more than "
+                f"{PREFIX}TOPIC_REPLICATION_FACTOR={factor}: no write could ever be acknowledged"
+            )
+        return settings
 
 
 def _decode_base64_secret(text: str) -> bytes:
@@ -215,6 +237,11 @@ class _EnvReader:
     def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
         value = self._parsed(name, default, int, "an integer")
         return _in_range(name, value, low, high)
+
+    def optional_integer(self, name: str, low: int, high: int) -> int | None:
+        if self._raw(name) is None:
+            return None
+        return self.integer(name, low, low, high)
 
     def number(self, name: str, default: float, low: float, high: float | None = None) -> float:
         value = self._parsed(name, default, float, "a number")

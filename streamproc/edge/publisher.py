@@ -1,5 +1,11 @@
 """Publishes raw events to Kafka with acks=all and answers only once the broker has them.
 
+The producer is idempotent where the broker can do it (``STREAMPROC_IDEMPOTENCE=auto``):
+on Kafka a retried produce request after a leader change is written once, not twice. The
+embedded Tansu answers InitProducerId with UnknownError
+(``tests/integration/test_broker_facts.py::test_idempotent_and_transactional_producers_work_on_kafka_only``),
+so ``auto`` falls back to a plain producer there; the worker de-duplicates by event id anyway.
+
 The producer is started lazily, and replaced after any failed write: an edge that came up
 while the broker was down, or saw it go away, serves again as soon as the broker is back,
 without a restart. Replacing it also re-creates the raw topic, which matters on the embedded
@@ -15,12 +21,12 @@ import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownError
 
 from streamproc.edge.errors import BrokerUnavailable
 from streamproc.edge.metrics import EdgeMetrics
 from streamproc.kafka.partitions import KeyHashPartitioner
-from streamproc.kafka.topics import TopicSpec, ensure_topics
+from streamproc.kafka.topics import Replication, TopicSpec, ensure_topics
 from streamproc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,7 @@ class RawEventPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._start_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
+        self._idempotent = settings.idempotence != "off"
 
     async def start(self) -> None:
         """Try to connect now; a broker that is down is not fatal (requests get 503)."""
@@ -78,29 +85,53 @@ class RawEventPublisher:
             if self._producer is not None:
                 return self._producer
             settings = self._settings
-            timeout_ms = int(settings.publish_timeout_s * 1000)
+            producer = None
+            try:
+                async with asyncio.timeout(settings.publish_timeout_s):
+                    producer = await self._started_producer()
+                    await ensure_topics(
+                        settings.kafka_bootstrap,
+                        [TopicSpec(settings.raw_topic, settings.raw_topic_partitions)],
+                        timeout_s=settings.publish_timeout_s,
+                        replication=Replication.of(settings),
+                    )
+            except (KafkaError, OSError, TimeoutError) as exc:
+                if producer is not None:
+                    await producer.stop()
+                raise self._unavailable(f"is not reachable ({exc!r})") from exc
+            self._producer = producer
+            return producer
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        """A started producer: idempotent unless the setting or the broker says otherwise."""
+        settings = self._settings
+        while True:
             producer = AIOKafkaProducer(
                 bootstrap_servers=settings.kafka_bootstrap,
                 acks="all",
-                request_timeout_ms=timeout_ms,
+                enable_idempotence=self._idempotent,
+                request_timeout_ms=int(settings.publish_timeout_s * 1000),
                 max_request_size=settings.max_body_bytes + HEADER_OVERHEAD,
                 max_batch_size=BATCH_BYTES,
                 client_id="streamproc-edge",
                 partitioner=KeyHashPartitioner(),
             )
             try:
-                async with asyncio.timeout(settings.publish_timeout_s):
-                    await producer.start()
-                    await ensure_topics(
-                        settings.kafka_bootstrap,
-                        [TopicSpec(settings.raw_topic, settings.raw_topic_partitions)],
-                        timeout_s=settings.publish_timeout_s,
-                    )
-            except (KafkaError, OSError, TimeoutError) as exc:
+                await producer.start()
+                return producer
+            except UnknownError:
                 await producer.stop()
-                raise self._unavailable(f"is not reachable ({exc!r})") from exc
-            self._producer = producer
-            return producer
+                if not (self._idempotent and settings.idempotence == "auto"):
+                    raise
+                log.warning(
+                    "the broker at %s cannot give an idempotent producer an id (InitProducerId "
+                    "failed, as on the embedded Tansu); publishing without idempotence",
+                    settings.kafka_bootstrap,
+                )
+                self._idempotent = False
+            except BaseException:
+                await producer.stop()
+                raise
 
     async def publish(self, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
         """Return once the broker acknowledged the write; raise BrokerUnavailable otherwise.

@@ -72,7 +72,7 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         datadir=settings.data_dir,
         autodiscover=False,
         topic_partitions=partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
         processing_guarantee=settings.processing_guarantee,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),

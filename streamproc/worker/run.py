@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from streamproc.kafka.topics import TopicSpec, ensure_topics
+from streamproc.kafka.topics import Replication, TopicSpec, ensure_topics
 from streamproc.logs import logging_config
 from streamproc.settings import Settings
 from streamproc.worker.topics import faust_topics, prepare_topics
@@ -86,5 +86,5 @@ def _while_reachable(
 
 
 async def _created(settings: Settings, specs: list[TopicSpec]) -> bool:
-    await ensure_topics(settings.kafka_bootstrap, specs)
+    await ensure_topics(settings.kafka_bootstrap, specs, replication=Replication.of(settings))
     return True

@@ -11,7 +11,7 @@ from typing import Any
 
 from mode.utils.times import want_seconds
 
-from streamproc.kafka.topics import TopicSpec, ensure_topics, partition_count
+from streamproc.kafka.topics import Replication, TopicSpec, ensure_topics, partition_count
 from streamproc.settings import Settings
 
 COMPACTED = {"cleanup.policy": "compact"}
@@ -56,7 +56,11 @@ async def prepare_topics(settings: Settings) -> int:
     """Create what is missing; return the raw topic's partition count, which all follow."""
     existing = await partition_count(settings.kafka_bootstrap, settings.raw_topic)
     partitions = existing or settings.raw_topic_partitions
-    await ensure_topics(settings.kafka_bootstrap, worker_topics(settings, partitions))
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        worker_topics(settings, partitions),
+        replication=Replication.of(settings),
+    )
     return partitions
 
 

@@ -38,6 +38,8 @@ def test_secrets_parse_with_and_without_key_ids():
         ("STREAMPROC_DAILY_SECRETS", "main:not base64!", "secret 'main' is not valid base64"),
         ("STREAMPROC_OPENVIDU_SECRETS", "a,,b", "entry 2 is empty"),
         ("STREAMPROC_WORKER_ROLE", "download", "is not one of all, fold, fetch"),
+        ("STREAMPROC_IDEMPOTENCE", "maybe", "is not one of auto, on, off"),
+        ("STREAMPROC_TOPIC_MIN_INSYNC_REPLICAS", "2", "is more than .*REPLICATION_FACTOR=1"),
     ],
 )
 def test_bad_values_name_the_variable(variable, value, message):
@@ -57,3 +59,14 @@ def test_edge_with_a_bad_value_exits_with_one_readable_line():
     assert result.stderr.strip().splitlines() == [
         "streamproc: configuration error: STREAMPROC_MAX_BODY_BYTES='lots' is not an integer"
     ]
+
+
+def test_replication_settings_reach_the_topics_created():
+    from streamproc.kafka.topics import Replication
+
+    settings = Settings.from_env(
+        {"STREAMPROC_TOPIC_REPLICATION_FACTOR": "3", "STREAMPROC_TOPIC_MIN_INSYNC_REPLICAS": "2"}
+    )
+    assert Replication.of(settings) == Replication(3, 2)
+    assert Replication.of(settings).config() == {"min.insync.replicas": "2"}
+    assert Replication.of(Settings()).config() == {}
