@@ -1,12 +1,21 @@
-"""Chaos: signed webhooks through the real edge while workers die, groups rebalance, the broker
-restarts and S3 misbehaves; then nothing acknowledged is lost and every output is right.
+"""Chaos: signed webhooks through the real edge while workers die, groups rebalance, brokers
+die and S3 misbehaves; then nothing acknowledged is lost and every output is right.
 
-Two runs. ``memory``: the in-memory broker, ``STREAMPROC_CHAOS_RECORDINGS`` recordings (two
-webhooks each; 3,000 by default, 25,000 in the long mode), three worker kills (one during its
-recovery) and two join/leave rounds. ``durable``: the broker keeps its log in S3 (moto) so it
-can also be stopped and started again; it folds about 25 events/s on two cores, so it is
-sized by ``STREAMPROC_CHAOS_DURABLE_RECORDINGS`` (1,000 by default, 5,000 in the long mode).
-In both, S3 downloads go through a proxy that fails 5 % of GETs (500, 503, dropped
+Four runs, each with three worker kills (one during its recovery) and two join/leave rounds:
+
+- ``memory``: the embedded Tansu in memory, ``STREAMPROC_CHAOS_RECORDINGS`` recordings (two
+  webhooks each; 3,000 by default, 25,000 in the long mode);
+- ``durable``: Tansu keeping its log in S3 (moto), stopped and started again while webhooks
+  flow; it folds about 25 events/s on two cores, so it is sized by
+  ``STREAMPROC_CHAOS_DURABLE_RECORDINGS`` (1,000 by default, 5,000 in the long mode);
+- ``kafka``: one Apache Kafka node, SIGKILLed and started again with its log on disk
+  (``STREAMPROC_CHAOS_RECORDINGS`` recordings);
+- ``cluster``: three Kafka nodes, every topic RF 3 with ``min.insync.replicas=2``; the node
+  leading most raw partitions is SIGKILLed while webhooks flow, later the worker group's
+  coordinator, each started again (``STREAMPROC_CHAOS_CLUSTER_RECORDINGS``, 1,500 by
+  default: three JVMs share the two cores with everything else).
+
+In all, S3 downloads go through a proxy that fails 5 % of GETs (500, 503, dropped
 connection, cut body), and the client retries until it gets a 2xx, like a provider. Seeded
 by ``STREAMPROC_CHAOS_SEED``. Prints one line of figures; README's Reliability section keeps
 the last ones.
@@ -15,21 +24,26 @@ the last ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import inspect
 import os
 import random
 import signal
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from s3proxy import S3Proxy
 
+from streamproc.apache_kafka import KafkaCluster, KafkaNode
 from streamproc.broker import EmbeddedBroker
 from streamproc.processes import stop_process
 from streamproc.replay import ReplayRange, replay
@@ -51,6 +65,8 @@ pytestmark = pytest.mark.chaos
 RECORDINGS = {
     "memory": int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "3000")),
     "durable": int(os.environ.get("STREAMPROC_CHAOS_DURABLE_RECORDINGS", "1000")),
+    "kafka": int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "3000")),
+    "cluster": int(os.environ.get("STREAMPROC_CHAOS_CLUSTER_RECORDINGS", "1500")),
 }
 SEED = int(os.environ.get("STREAMPROC_CHAOS_SEED", "0")) or random.randrange(1, 10**6)
 SENDERS = 32
@@ -175,36 +191,132 @@ class Workers:
         stop_process(self.main.process)
 
 
+Step = tuple[str, float, float, Callable[[], object]]
+"""A schedule's step: its name, the random wait before it (seconds, low to high), the action
+(a function, run in a thread, or a coroutine function)."""
+
+
+class BrokerUnderTest:
+    """The run's broker, what it is told, and what the schedule does to it."""
+
+    def __init__(self, mode: str, tmp_path: Path, s3_endpoint: str, prefix: str) -> None:
+        self.mode = mode
+        self.env: dict[str, str] = {}
+        self.worker_env: dict[str, str] = {}
+        self.killed: KafkaNode | None = None
+        if mode in ("memory", "durable"):
+            durable = {}
+            if mode == "durable":
+                s3_client(s3_endpoint).create_bucket(Bucket=f"{prefix}-log")
+                durable["storage"] = f"s3://{prefix}-log/"
+                durable["env"] = {
+                    **os.environ,
+                    "AWS_ACCESS_KEY_ID": "test",
+                    "AWS_SECRET_ACCESS_KEY": "test",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "AWS_ENDPOINT": s3_endpoint,
+                    "AWS_ALLOW_HTTP": "true",
+                }
+            self.broker: EmbeddedBroker | KafkaCluster = EmbeddedBroker(
+                log_path=tmp_path / "tansu.log", **durable
+            )
+        else:
+            size = 3 if mode == "cluster" else 1
+            self.broker = KafkaCluster(tmp_path / mode, size=size)
+            if mode == "cluster":
+                self.env = {
+                    "STREAMPROC_TOPIC_REPLICATION_FACTOR": "3",
+                    "STREAMPROC_TOPIC_MIN_INSYNC_REPLICAS": "2",
+                }
+
+    def first_steps(self) -> list[Step]:
+        """Taken once half the webhooks are acknowledged; the other half waits until the
+        first of them is done, so that webhooks meet the broker away."""
+        broker = self.broker
+        if self.mode == "durable":
+            return [("broker stopped", 0, 0, broker.stop), ("broker started", 2, 4, broker.start)]
+        if self.mode == "kafka":
+            return [("broker killed", 0, 0, broker.kill), ("broker started", 2, 4, broker.start)]
+        if self.mode == "cluster":
+            return [
+                ("raw leader killed", 0, 0, self.kill_raw_leader),
+                ("raw leader started", 4, 6, self.start_killed),
+            ]
+        return []
+
+    def later_steps(self) -> list[Step]:
+        if self.mode == "cluster":
+            return [
+                ("coordinator killed", 2, 4, self.kill_coordinator),
+                ("coordinator started", 4, 6, self.start_killed),
+            ]
+        return []
+
+    async def kill_raw_leader(self) -> None:
+        raw = self.worker_env["STREAMPROC_RAW_TOPIC"]
+        async with _admin(self.broker.bootstrap) as admin:
+            [description] = await admin.describe_topics([raw])
+        leaders = Counter(p["leader"] for p in description["partitions"])
+        await asyncio.to_thread(self._kill, leaders.most_common(1)[0][0])
+
+    async def kill_coordinator(self) -> None:
+        async with _admin(self.broker.bootstrap) as admin:
+            node_id = await admin.find_coordinator(self.worker_env["STREAMPROC_APP_ID"])
+        await asyncio.to_thread(self._kill, node_id)
+
+    def _kill(self, node_id: int) -> None:
+        assert isinstance(self.broker, KafkaCluster)
+        self.killed = self.broker.node(node_id)
+        self.killed.kill()
+
+    def start_killed(self) -> None:
+        if self.killed is not None:
+            self.killed.start()
+            self.killed = None
+
+
+@contextlib.asynccontextmanager
+async def _admin(bootstrap: str):
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
 async def chaos(
     workers: Workers,
-    broker: EmbeddedBroker,
+    brokers: BrokerUnderTest,
     rng: random.Random,
-    restart_broker: bool,
     half_sent: asyncio.Event,
     broker_away: asyncio.Event,
 ) -> list[str]:
-    """The schedule: a broker restart, kills (one during recovery), two join/leave rounds.
+    """The schedule: the broker's first steps, kills (one during recovery), its later steps,
+    two join/leave rounds.
 
     Each step waits a random time (seconds, low to high) after the one before, except the
-    broker's stop: it comes once the sender has sent half its webhooks (``half_sent``), and
-    ``broker_away`` releases the other half when the broker has exited. A stopped Tansu
-    goes on acknowledging writes on open connections for ~5 s
+    broker's first: it comes once the sender has sent half its webhooks (``half_sent``), and
+    ``broker_away`` releases the other half when it is done. A stopped Tansu goes on
+    acknowledging writes on open connections for ~5 s
     (``test_broker_facts.py::test_a_terminated_broker_serves_open_connections_for_seconds``):
     when the stop came after a timed 2-4 s, the sender once finished within that grace, no
     request met the broker away and the edge never answered 503 (gate run of 2026-12-02,
     seed 506650, refused={}; twice more in a row after the stop was moved earlier).
     """
-    steps = [
+    first = brokers.first_steps()
+    steps: list[Step] = [
+        *first,
         ("kill", 3, 6, workers.kill_main),
         ("kill during recovery", 1, 2.5, workers.kill_main),
+        *brokers.later_steps(),
         ("join", 6, 10, workers.join_second),
         ("leave", 4, 8, workers.leave_second),
         ("kill", 4, 8, workers.kill_main),
         ("join", 6, 10, workers.join_second),
         ("leave", 6, 10, workers.leave_second),
     ]
-    if restart_broker:
-        steps[:0] = [("broker stopped", 0, 0, broker.stop), ("broker started", 2, 4, broker.start)]
+    if first:
         await half_sent.wait()
     done: list[str] = []
     for name, low, high, action in steps:
@@ -212,9 +324,12 @@ async def chaos(
         while time.monotonic() < end:
             workers.restart_if_crashed()
             await asyncio.sleep(0.2)
-        await asyncio.to_thread(action)
+        if inspect.iscoroutinefunction(action):
+            await action()
+        else:
+            await asyncio.to_thread(action)
         done.append(name)
-        if name == "broker stopped":
+        if first and name == first[0][0]:
             broker_away.set()
     return done
 
@@ -228,27 +343,18 @@ async def wait_for(predicate, timeout_s: float, workers: Workers):
 
 
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("mode", ["memory", "durable"])
+@pytest.mark.parametrize("mode", ["memory", "durable", "kafka", "cluster"])
 async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_restart_and_s3_faults(
-    s3_endpoint, tmp_path, mode
+    request, s3_endpoint, tmp_path, mode
 ):
+    if mode in ("kafka", "cluster"):
+        request.getfixturevalue("kafka_available")
     rng = random.Random(SEED)
     recordings = RECORDINGS[mode]
     prefix = f"chaos-{uuid.uuid4().hex[:6]}"
     s3 = s3_client(s3_endpoint)
-    durable = {}
-    if mode == "durable":
-        s3.create_bucket(Bucket=f"{prefix}-log")
-        durable["storage"] = f"s3://{prefix}-log/"
-        durable["env"] = {
-            **os.environ,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT": s3_endpoint,
-            "AWS_ALLOW_HTTP": "true",
-        }
-    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log", **durable)
+    brokers = BrokerUnderTest(mode, tmp_path, s3_endpoint, prefix)
+    broker = brokers.broker
     proxy = S3Proxy(s3_endpoint, fault_rate=FAULT_RATE, seed=SEED).start()
     sink = tmp_path / "downloads"
     env = worker_env(
@@ -259,7 +365,9 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         STREAMPROC_TABLE_STORE="rocksdb://",
         STREAMPROC_FETCH_ATTEMPTS="10",
         STREAMPROC_FETCH_CONCURRENCY="32",
+        **brokers.env,
     )
+    brokers.worker_env = env
     bucket = env["STREAMPROC_S3_BUCKET"]
     s3.create_bucket(Bucket=bucket)
     with ThreadPoolExecutor(16) as pool:
@@ -279,16 +387,20 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
     workers = Workers(env, tmp_path)
     # A short publish timeout, so that requests while the broker is away get 503, not a wait.
     edge = start_edge(
-        broker.bootstrap, env["STREAMPROC_RAW_TOPIC"], STREAMPROC_PUBLISH_TIMEOUT_S="1"
+        broker.bootstrap,
+        env["STREAMPROC_RAW_TOPIC"],
+        tmp_path / "edge.log",
+        STREAMPROC_PUBLISH_TIMEOUT_S="1",
+        **brokers.env,
     )
     sender = Sender(f"{edge.url}/webhooks/daily")
     broker_away = asyncio.Event()
     started = time.monotonic()
     try:
-        restart_broker = mode == "durable"
+        hold_back = broker_away if brokers.first_steps() else None
         _, schedule = await asyncio.gather(
-            sender.run(webhooks, hold_back=broker_away if restart_broker else None),
-            chaos(workers, broker, rng, restart_broker, sender.half_sent, broker_away),
+            sender.run(webhooks, hold_back=hold_back),
+            chaos(workers, brokers, rng, sender.half_sent, broker_away),
         )
         chaos_for = time.monotonic() - started
 
@@ -358,7 +470,7 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         f" sending {sender.took_s:.0f} s, chaos {chaos_for:.0f} s, settling {settle_for:.0f} s"
     )
     assert len(sender.acknowledged) == len(webhooks)
-    if mode == "durable":
+    if mode in ("durable", "kafka"):
         assert sender.refused[503], "the edge never answered 503 while the broker was away"
     assert not lost, f"acknowledged but not in the raw topic: {sorted(lost)[:10]}"
     assert in_raw <= {event_id for event_id, _ in webhooks}
