@@ -71,6 +71,8 @@ class ReplayResult:
     """The newest event time seen: the worker's join keeps one per partition."""
     clock: StallClock | None = None
     """Stall detection (``stalls.py``), over its own store as the worker's is its table."""
+    starts: dict[int, int] = field(default_factory=dict)
+    """Per partition, the first offset whose outputs are emitted (``--from-offset``/``-time``)."""
 
     def close(self) -> None:
         """Drop the states' store (its temporary directory)."""
@@ -178,6 +180,7 @@ async def replay(
             if selection.to_time is not None:
                 stop = min(stop, await _offset_at(consumer, tp, selection.to_time, ends[tp]))
             starts[tp], stops[tp] = start, stop
+            result.starts[tp.partition] = start
         total = sum(stops.values())
         bar = progress_bar(total, "replay", unit="rec", enabled=progress)
         providers = enabled_providers(settings)
