@@ -1,0 +1,75 @@
+"""What aiokafka itself does in a consumer group, on both brokers (``[tansu]``, ``[kafka]``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError
+from aiokafka.structs import OffsetAndMetadata
+
+from streamproc.kafka.topics import TopicSpec, ensure_topics
+from streamproc.worker.engine import bind_commits_to_their_assignment
+
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
+
+
+def _member(bootstrap: str, topic: str, group: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+    )
+
+
+async def _until(condition, *members: AIOKafkaConsumer, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the group did not settle"
+        await asyncio.gather(*(m.getmany(timeout_ms=200) for m in members))
+
+
+async def test_a_commit_made_before_a_rebalance_is_accepted_in_the_next_generation(broker):
+    """aiokafka sends a commit with the generation and member id current when it is sent,
+    not those of the assignment it was made for: a commit retried across a rebalance (its
+    coordinator away meanwhile) lands in the next generation, over offsets that generation
+    has not read again. ``streamproc.worker.engine`` binds each commit to its assignment
+    (correction 11): the same late commit then fails as a rebalanced one."""
+    topic, group = f"gen-{uuid.uuid4().hex[:6]}", f"gen-group-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(broker.bootstrap, [TopicSpec(topic, 2)])
+    first = _member(broker.bootstrap, topic, group)
+    second = _member(broker.bootstrap, topic, group)
+    await first.start()
+    try:
+        await _until(lambda: len(first.assignment()) == 2, first)
+        made_in = first._subscription.subscription.assignment
+        tp = sorted(first.assignment())[0]
+        await second.start()
+        await _until(
+            lambda: first._subscription.subscription.assignment is not made_in
+            and len(first.assignment()) == 1
+            and len(second.assignment()) == 1,
+            first,
+            second,
+        )
+        late = {tp: OffsetAndMetadata(5, "")}
+        await first._coordinator.commit_offsets(made_in, late)  # aiokafka as shipped
+        assert await first.committed(tp) == 5
+
+        bind_commits_to_their_assignment(first)
+        with pytest.raises(CommitFailedError, match="already rebalanced"):
+            await first._coordinator.commit_offsets(made_in, {tp: OffsetAndMetadata(7, "")})
+        assert await first.committed(tp) == 5
+        current = first._subscription.subscription.assignment
+        mine = sorted(first.assignment())[0]
+        await first._coordinator.commit_offsets(current, {mine: OffsetAndMetadata(9, "")})
+        assert await first.committed(mine) == 9, "a commit of the current assignment failed"
+    finally:
+        await second.stop()
+        await first.stop()
