@@ -26,10 +26,10 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from brokers import bench_broker
 from loadgen import Request, open_loop, percentile
 from report import Figure, table
 
-from streamproc.broker import EmbeddedBroker
 from streamproc.demo import _daily
 from streamproc.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
 from streamproc.processes import ServerProcess, free_port
@@ -170,7 +170,7 @@ def run(
 ) -> list[Figure]:
     """``fetch_wait_ms``: the worker's STREAMPROC_FETCH_MAX_WAIT_MS (None: its default);
     ``split``: a ``fold`` worker and a ``fetch`` worker (STREAMPROC_WORKER_ROLE) instead of one."""
-    with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
+    with tempfile.TemporaryDirectory() as scratch, bench_broker() as broker:
         logs = Path(os.environ.get("BENCH_LOGS") or scratch)  # keep them: BENCH_LOGS=dir
         s3 = EmbeddedS3().start()
         processes = []

@@ -30,10 +30,10 @@ from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from brokers import bench_broker
 from loadgen import Request, open_loop, percentile
 from report import Figure, table
 
-from streamproc.broker import EmbeddedBroker
 from streamproc.processes import ServerProcess, free_port
 from streamproc.providers import daily
 from streamproc.settings import Settings
@@ -144,7 +144,7 @@ def run(seconds: int = 10, connections: int = 64) -> list[Figure]:
         "Content-Type": "application/json",
         **daily.SCHEME.signed_headers(KEY, BODY, str(int(time.time()))),
     }
-    with EmbeddedBroker() as broker:
+    with bench_broker() as broker:
         port = free_port()
         baseline = serve("bare ASGI app", _uvicorn("minimal_asgi:app", port), {}, port)
         try:

@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from brokers import bench_broker
 from report import Figure, table
 from worker_throughput import PARTITIONS, events, produce
 
-from streamproc.broker import EmbeddedBroker
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 from streamproc.settings import Settings
 
@@ -89,7 +89,7 @@ def _high_water_kib(pid: int) -> int:
 
 async def run(count: int = 100_000, dry_run: bool = False) -> list[Figure]:
     """The replay's rate against a bare read of the same topic, and its peak RSS."""
-    with EmbeddedBroker() as broker:
+    with bench_broker() as broker:
         topic = "bench.raw"
         ends = await produce(broker.bootstrap, topic, events(count))
         total = sum(ends.values())

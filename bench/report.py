@@ -31,17 +31,20 @@ def _number(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
 
 
-def table(figures: list[Figure]) -> str:
-    """A Markdown table (what bench/README.md keeps) of every figure."""
+def table(figures: list[Figure], broker: str | None = None) -> str:
+    """A Markdown table (what bench/README.md keeps) of every figure, all on ``broker`` (by
+    default the one ``STREAMPROC_BENCH_BROKER`` chooses)."""
+    from brokers import broker_kind
+
+    broker = broker or broker_kind()
     lines = [
-        "| figure | value | baseline (same run) | baseline value | ratio | target |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| broker | figure | value | baseline (same run) | baseline value | ratio | target |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for figure in figures:
-        ratio = figure.ratio
+        ratio = "" if figure.ratio is None else f"{figure.ratio:.2f}"
         lines.append(
-            f"| {figure.name} | {_number(figure.value)} {figure.unit} | {figure.baseline} | "
-            f"{_number(figure.baseline_value)} | {'' if ratio is None else f'{ratio:.2f}'} | "
-            f"{figure.target} |"
+            f"| {broker} | {figure.name} | {_number(figure.value)} {figure.unit} | "
+            f"{figure.baseline} | {_number(figure.baseline_value)} | {ratio} | {figure.target} |"
         )
     return "\n".join(lines)

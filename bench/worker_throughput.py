@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from brokers import bench_broker
 from report import Figure, table
 
-from streamproc.broker import EmbeddedBroker
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 from streamproc.processes import free_port, stop_process
 
@@ -134,7 +134,7 @@ async def run(
     """The worker once per fold batch size (and per size in ``race`` with
     STREAMPROC_DIRECT_DELIVERY=0, Faust's per-record race), and both baselines, on the same
     raw topic."""
-    with tempfile.TemporaryDirectory() as scratch, EmbeddedBroker() as broker:
+    with tempfile.TemporaryDirectory() as scratch, bench_broker() as broker:
         bootstrap = broker.bootstrap
         topic = "bench.raw"
         total = sum((await produce(bootstrap, topic, events(count))).values())

@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from streamproc.apache_kafka import kafka_version
 from streamproc.cli import build_parser
 from streamproc.settings import PREFIX, Settings
 
@@ -16,6 +17,7 @@ from helpers import REPO
 DEPLOY = REPO / "deploy"
 MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
 COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+CONFIGMAP = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())
 KUBERNETES_VERSION = "1.31.0"
 
 
@@ -63,6 +65,11 @@ def test_every_setting_in_deploy_is_known_and_valid():
         Settings.from_env(ours)
 
 
+def test_the_cluster_deployment_replicates_every_topic_it_creates():
+    settings = Settings.from_env(CONFIGMAP["data"])
+    assert (settings.topic_replication_factor, settings.topic_min_insync_replicas) == (3, 2)
+
+
 def _role(environment: dict) -> str:
     return Settings.from_env({k: str(v) for k, v in environment.items()}).worker_role
 
@@ -70,6 +77,7 @@ def _role(environment: dict) -> str:
 def test_compose_runs_kafka_kraft_minio_an_edge_two_fold_workers_and_a_fetch_worker():
     services = COMPOSE["services"]
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert services["kafka"]["image"] == f"apache/kafka:{kafka_version()}", "not the tested Kafka"
     assert "minio" in services
     workers = [s for s in services.values() if s.get("command") == ["worker"]]
     folds = [w for w in workers if _role(w["environment"]) == "fold"]
