@@ -89,6 +89,11 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    Kafka node SIGKILLed for longer than the session, the chaos suite's sweeper found those
    offsets "committed but never handled" here (docs/durability.md, section 14). Here a
    commit whose assignment was replaced before it was sent fails as a rebalanced one does.
+   Likewise a commit from a member the group fenced (after ``UnknownMemberIdError``
+   aiokafka resets its generation to -1 and its member id to ""): aiokafka sends it anyway,
+   and Kafka takes a commit with no generation from anyone while the group is empty, as
+   it is once its only member expired. Faust commits what the revocation acked, records
+   the stream skipped included; the Java client refuses such a commit, and so does this.
 """
 
 from __future__ import annotations
@@ -332,9 +337,14 @@ class StreamprocConsumer(faust_aiokafka.Consumer):
         return committed
 
 
+NO_GENERATION = -1
+"""aiokafka's generation of a member that is not in the group (``reset_generation``)."""
+
+
 def bind_commits_to_their_assignment(consumer: AIOKafkaConsumer) -> None:
     """Make every commit of ``consumer`` fail, as one the group refused, when the assignment
-    it was made for has been replaced by the time it is sent (11. above). Idempotent."""
+    it was made for has been replaced by the time it is sent, or when the member has no
+    generation (11. above). Idempotent."""
     coordinator = consumer._coordinator
     if coordinator is None or getattr(coordinator, "_commits_bound", False):
         return
@@ -345,6 +355,8 @@ def bind_commits_to_their_assignment(consumer: AIOKafkaConsumer) -> None:
             raise IllegalGenerationError(
                 "the assignment this commit was made for was replaced by a rebalance"
             )
+        if coordinator.generation == NO_GENERATION or not coordinator.member_id:
+            raise IllegalGenerationError("this member was fenced and has not rejoined yet")
         return await send(assignment, offsets)
 
     coordinator._do_commit_offsets = _do_commit_offsets

@@ -73,3 +73,43 @@ async def test_a_commit_made_before_a_rebalance_is_accepted_in_the_next_generati
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_a_fenced_member_commits_with_no_generation_and_an_empty_group_takes_it(broker):
+    """Once the group no longer knows a member (its session expired while the broker was
+    away), aiokafka resets the member's generation to -1 and its id to "" and still sends
+    its commits; a broker takes a commit with no generation while the group is empty, as a
+    lone member's group is then. Faust commits what its revocation acked, records its stream
+    skipped included. ``streamproc.worker.engine`` refuses such a commit (correction 11), as
+    the Java client does."""
+    from aiokafka.protocol.group import LeaveGroupRequest
+
+    topic, group = f"fenced-{uuid.uuid4().hex[:6]}", f"fenced-group-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(broker.bootstrap, [TopicSpec(topic, 1)])
+    member = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=30000,
+        heartbeat_interval_ms=5000,
+    )
+    await member.start()
+    try:
+        await _until(lambda: len(member.assignment()) == 1, member)
+        [tp] = member.assignment()
+        assignment = member._subscription.subscription.assignment
+        coordinator = member._coordinator
+        # The group forgets the member (as when its session expires); the member learns it
+        # from its next response and resets itself, as aiokafka does on UnknownMemberId.
+        await coordinator._send_req(LeaveGroupRequest(group, coordinator.member_id))
+        coordinator.generation, coordinator.member_id = -1, ""
+        await coordinator.commit_offsets(assignment, {tp: OffsetAndMetadata(5, "")})
+        assert await member.committed(tp) == 5, "the empty group refused a fenced commit"
+
+        bind_commits_to_their_assignment(member)
+        with pytest.raises(CommitFailedError, match="already rebalanced"):
+            await coordinator.commit_offsets(assignment, {tp: OffsetAndMetadata(7, "")})
+        assert await member.committed(tp) == 5
+    finally:
+        await member.stop()
