@@ -8,11 +8,12 @@ Four runs, each with three worker kills (one during its recovery) and two join/l
 - ``durable``: Tansu keeping its log in S3 (moto), stopped and started again while webhooks
   flow; it folds about 25 events/s on two cores, so it is sized by
   ``STREAMPROC_CHAOS_DURABLE_RECORDINGS`` (1,000 by default, 5,000 in the long mode);
-- ``kafka``: one Apache Kafka node, SIGKILLed and started again with its log on disk
-  (``STREAMPROC_CHAOS_RECORDINGS`` recordings);
+- ``kafka``: one Apache Kafka node, SIGKILLed while webhooks flow (for longer than the
+  worker's session, so the group fences it) and started again with its log on disk
+  (``STREAMPROC_CHAOS_KAFKA_RECORDINGS``, 2,000 by default);
 - ``cluster``: three Kafka nodes, every topic RF 3 with ``min.insync.replicas=2``; the node
   leading most raw partitions is SIGKILLed while webhooks flow, later the worker group's
-  coordinator, each started again (``STREAMPROC_CHAOS_CLUSTER_RECORDINGS``, 1,500 by
+  coordinator, each started again (``STREAMPROC_CHAOS_CLUSTER_RECORDINGS``, 1,000 by
   default: three JVMs share the two cores with everything else).
 
 In all, S3 downloads go through a proxy that fails 5 % of GETs (500, 503, dropped
@@ -65,8 +66,8 @@ pytestmark = pytest.mark.chaos
 RECORDINGS = {
     "memory": int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "3000")),
     "durable": int(os.environ.get("STREAMPROC_CHAOS_DURABLE_RECORDINGS", "1000")),
-    "kafka": int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "3000")),
-    "cluster": int(os.environ.get("STREAMPROC_CHAOS_CLUSTER_RECORDINGS", "1500")),
+    "kafka": int(os.environ.get("STREAMPROC_CHAOS_KAFKA_RECORDINGS", "2000")),
+    "cluster": int(os.environ.get("STREAMPROC_CHAOS_CLUSTER_RECORDINGS", "1000")),
 }
 SEED = int(os.environ.get("STREAMPROC_CHAOS_SEED", "0")) or random.randrange(1, 10**6)
 SENDERS = 32
