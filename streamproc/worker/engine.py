@@ -310,8 +310,10 @@ class StreamprocConsumer(faust_aiokafka.Consumer):
         self, offsets: Mapping[TP, int], start_new_transaction: bool = True
     ) -> bool:
         """Faust's, leaving a rebalance's seek in place of a commit that began before it
-        (7. above)."""
+        (7. above), and recording only a commit the group took (11.): Faust records a
+        refused one too."""
         rebalances = self.rebalances
+        before = {tp: self._committed_offset.get(tp) for tp in offsets}
         did_commit = bool(await super()._commit_offsets(offsets, start_new_transaction))
         if self.rebalances != rebalances:
             for tp in offsets:
@@ -320,6 +322,12 @@ class StreamprocConsumer(faust_aiokafka.Consumer):
                     self._committed_offset[tp] = sought
                 else:
                     self._committed_offset.pop(tp, None)
+        elif not did_commit:
+            for tp, previous in before.items():
+                if previous is None:
+                    self._committed_offset.pop(tp, None)
+                else:
+                    self._committed_offset[tp] = previous
         return did_commit
 
     async def seek_to_committed(self) -> dict[TP, int | None]:

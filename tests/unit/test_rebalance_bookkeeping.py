@@ -112,3 +112,24 @@ async def test_a_commit_across_a_rebalance_leaves_the_rebalance_seek(consumer_cl
     await consumer._commit_offsets({PARTITION: 83})
 
     assert consumer._committed_offset[PARTITION] == recorded
+
+
+@pytest.mark.parametrize(("consumer_class", "recorded"), [(FAUST, 162), (OURS, 96)])
+async def test_a_refused_commit_is_not_recorded_as_committed(consumer_class, recorded):
+    """A commit the group refuses (its member was fenced: correction 11) with no rebalance
+    begun yet: Faust records it as committed anyway, and the sweeper, comparing with that
+    record, took 66 records below it for "committed but never handled" (kafka chaos run at
+    DEBUG, 2026-12-04); ours keeps what was really committed."""
+    rebalances = Rebalances(consumer_class)
+    rebalances.app._producer = _Producer()
+    await rebalances.assign(generation=1, committed=96)
+    consumer = rebalances.consumer
+    consumer.assignment = lambda: {PARTITION}
+
+    async def refused(offsets: Any) -> bool:
+        return False
+
+    consumer._commit = refused
+    await consumer._commit_offsets({PARTITION: 162})
+
+    assert consumer._committed_offset[PARTITION] == recorded
