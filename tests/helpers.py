@@ -273,3 +273,13 @@ def broker_name(broker) -> str:
     from streamproc.apache_kafka import KafkaCluster
 
     return "kafka" if isinstance(broker, KafkaCluster) else "tansu"
+
+
+async def lag_report(bootstrap: str, raw_topic: str, app_id: str) -> str:
+    """What ``streamproc lag --app-id APP_ID`` prints (stdout, then stderr)."""
+    command = [sys.executable, "-m", "streamproc", "lag", "--app-id", app_id]
+    env = {**os.environ, "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap, "STREAMPROC_RAW_TOPIC": raw_topic}
+    done = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60, env=env
+    )
+    return done.stdout + done.stderr

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamproc.processes import die_with_parent, free_port
+from streamproc.processes import die_with_parent, free_port, stop_process
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
@@ -187,15 +187,8 @@ class KafkaNode:
     def stop(self, timeout_s: float = 20) -> None:
         """SIGTERM (a controlled shutdown), then SIGKILL if it has not exited in time."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        process.wait()
+        if process is not None:
+            stop_process(process, timeout_s)
 
     def kill(self) -> None:
         """SIGKILL: the node dies with no shutdown; its log stays on disk for a restart."""

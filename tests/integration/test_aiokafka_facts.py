@@ -52,9 +52,11 @@ async def test_a_commit_made_before_a_rebalance_is_accepted_in_the_next_generati
         tp = sorted(first.assignment())[0]
         await second.start()
         await _until(
-            lambda: first._subscription.subscription.assignment is not made_in
-            and len(first.assignment()) == 1
-            and len(second.assignment()) == 1,
+            lambda: (
+                first._subscription.subscription.assignment is not made_in
+                and len(first.assignment()) == 1
+                and len(second.assignment()) == 1
+            ),
             first,
             second,
         )

@@ -11,9 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -30,7 +27,7 @@ from streamproc.replay import ReplayRange, group_lag, replay
 from streamproc.settings import Settings
 from streamproc.worker.topics import prepare_topics
 
-from helpers import messages, read_topic, s3_client, start_worker, worker_env
+from helpers import lag_report, messages, read_topic, s3_client, start_worker, worker_env
 
 pytestmark = pytest.mark.integration
 GROUP_TOOL = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
@@ -123,20 +120,8 @@ async def test_kafkas_group_tool_reports_the_lag_streamproc_reports(kafka, pipel
     ours = await group_lag(settings, group)
     assert tool_lag == {p: end - committed for p, (committed, end) in ours.items()}
     assert sum(tool_lag.values()) == 2 * LATER
-    command = [sys.executable, "-m", "streamproc", "lag", "--app-id", group]
-    report = await asyncio.to_thread(
-        subprocess.run,
-        command,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            **os.environ,
-            "STREAMPROC_KAFKA_BOOTSTRAP": kafka.bootstrap,
-            "STREAMPROC_RAW_TOPIC": raw,
-        },
-    )
-    assert f"total lag: {2 * LATER}" in report.stdout, report.stdout + report.stderr
+    report = await lag_report(kafka.bootstrap, raw, group)
+    assert f"total lag: {2 * LATER}" in report, report
 
 
 async def test_a_reset_to_datetime_and_a_replay_from_time_start_alike(kafka, pipeline_run):

@@ -4,9 +4,6 @@ the same ids, downloads nothing twice, and `streamproc lag` says when to switch 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -17,7 +14,7 @@ from streamproc.processes import stop_process
 from streamproc.replay import group_lag
 from streamproc.settings import Settings
 
-from helpers import messages, read_topic, s3_client, start_worker, worker_env
+from helpers import lag_report, messages, read_topic, s3_client, start_worker, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 RECORDINGS = 20
@@ -62,20 +59,8 @@ async def test_a_new_table_version_catches_up_with_the_same_ids(broker, s3_proxy
                 return sum(end - committed for committed, end in lag.values()) == 0
 
             assert await _until(caught_up), "the new table version never caught up"
-            command = [sys.executable, "-m", "streamproc", "lag", "--app-id", v2_id]
-            report = await asyncio.to_thread(
-                subprocess.run,
-                command,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                env={
-                    **os.environ,
-                    "STREAMPROC_KAFKA_BOOTSTRAP": broker.bootstrap,
-                    "STREAMPROC_RAW_TOPIC": topics["RAW"],
-                },
-            )
-            assert "total lag: 0" in report.stdout, report.stdout + report.stderr
+            report = await lag_report(broker.bootstrap, topics["RAW"], v2_id)
+            assert "total lag: 0" in report, report
         finally:
             stop_process(v2.process)
     finally:
