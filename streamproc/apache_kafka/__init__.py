@@ -53,11 +53,12 @@ def jars_folder() -> Path:
     default = Path.home() / ".cache" / "streamproc" / f"kafka-{version}"
     folder = Path(os.environ.get("STREAMPROC_KAFKA_JARS") or default)
     stamp = folder / ".resolved"
-    if stamp.is_file() and stamp.read_text() == POM.read_text():
-        return folder
-    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+    resolved = stamp.is_file() and stamp.read_text() == POM.read_text()
+    missing = [tool for tool in ("java", "mvn")[: 1 if resolved else 2] if not shutil.which(tool)]
     if missing:
         raise KafkaUnavailable(f"{' and '.join(missing)} not found: Apache Kafka cannot run here")
+    if resolved:
+        return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     command = ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies"]
