@@ -343,20 +343,8 @@ async def wait_for(predicate, timeout_s: float, workers: Workers):
     return result
 
 
-FENCED_WORKER_LOSS = pytest.mark.xfail(
-    reason=(
-        "open defect: a worker fenced while its Kafka node was away read on from the log end"
-        " after it rejoined and committed past records it never folded, in 2 of ~20 runs"
-        " (docs/durability.md, section 14)"
-    ),
-    strict=False,
-)
-
-
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize(
-    "mode", ["memory", "durable", pytest.param("kafka", marks=FENCED_WORKER_LOSS), "cluster"]
-)
+@pytest.mark.parametrize("mode", ["memory", "durable", "kafka", "cluster"])
 async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_restart_and_s3_faults(
     request, s3_endpoint, tmp_path, mode
 ):
