@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections import Counter
 import base64
 import os
 import sys
@@ -145,7 +146,8 @@ async def measure(
         answers = await open_loop("127.0.0.1", port, [request for _, request in load], rate)
         failed = sum(1 for answer in answers if not 200 <= answer.status < 300)
         if failed:
-            raise RuntimeError(f"the edge refused {failed} of {len(answers)} webhooks")
+            statuses = Counter(answer.status for answer in answers)
+            raise RuntimeError(f"the edge refused {failed} of {len(answers)} webhooks: {statuses}")
         finished = {load[a.index][0]: a.answered for a in answers if a.index % 2 == 1}
         if not await watcher.wait_for(set(finished), 300):
             missing = len(set(finished) - watcher.seen.keys())

@@ -69,9 +69,14 @@ async def open_loop(
     connections: int = 64,
 ) -> list[Answer]:
     """Send ``requests`` at ``rate`` per second over up to ``connections`` keep-alive
-    connections; return one answer per request (status 0: the connection failed)."""
+    connections; return one answer per request (status 0: the connection failed).
+
+    The pool is last in, first out, so a slow rate keeps reusing one warm connection; one
+    the server closed while idle (uvicorn's keep-alive is 5 s) is reopened and the request
+    sent again once, as HTTP clients do, instead of counting as a refusal."""
     encoded = [encode(host, request) for request in requests]
-    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    pool: asyncio.LifoQueue[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+    pool = asyncio.LifoQueue()
     for _ in range(connections):
         pool.put_nowait(await asyncio.open_connection(host, port))
     answers: list[Answer] = []
@@ -81,13 +86,18 @@ async def open_loop(
     async def one(index: int, scheduled: float) -> None:
         began = clock()
         reader, writer = await pool.get()
-        try:
-            writer.write(encoded[index])
-            status = await _answer_status(reader)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            writer.close()
-            status = 0
-            reader, writer = await asyncio.open_connection(host, port)
+        status = 0
+        for _attempt in range(2):
+            if reader.at_eof():  # closed by the server while idle in the pool
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(encoded[index])
+                status = await _answer_status(reader)
+                break
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
         answers.append(Answer(index, scheduled, began, clock(), status))
         pool.put_nowait((reader, writer))
 
