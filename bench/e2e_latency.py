@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections import Counter
 import base64
 import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import orjson

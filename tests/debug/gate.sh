@@ -4,6 +4,8 @@
 # stall dump armed (sitecustomize.py here) and watch.sh sending it to a stuck worker.
 #
 #   tests/debug/gate.sh [RUNS] [ROOT]      # ROOT default /tmp/gate-<commit>
+#   GATE_K=kafka tests/debug/gate.sh 10    # one broker's half: a pytest -k expression
+#   (kafka: "kafka or cluster"; tansu: "tansu or memory or durable")
 #
 # Prints one line per run to ROOT/summary.txt and stops at the first failure. Extra
 # environment (e.g. STREAMPROC_DIRECT_DELIVERY=0 for Faust's race) reaches the workers. ~5 min a run on 2 cores.
@@ -20,7 +22,7 @@ for i in $(seq 1 "$RUNS"); do
   started=$(date +%s)
   PYTHONPATH="$PWD/tests/debug${PYTHONPATH:+:$PYTHONPATH}" STREAMPROC_DBG_DUMP=1 \
     .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_worker_restart.py tests/chaos \
-    --basetemp="$ROOT/gate/r$i" > "$ROOT/out$i.txt" 2>&1
+    ${GATE_K:+-k "$GATE_K"} --basetemp="$ROOT/gate/r$i" > "$ROOT/out$i.txt" 2>&1
   rc=$?
   echo "$COMMIT run $i rc=$rc $(( $(date +%s) - started ))s $(tail -1 "$ROOT/out$i.txt")" | tee -a "$ROOT/summary.txt"
   if [ $rc -ne 0 ]; then
