@@ -163,9 +163,10 @@ class Workers:
         self.main = self._start()
         self.second: RunningWorker | None = None
 
-    def _start(self) -> RunningWorker:
+    def _start(self, data_dir_suffix: str = "") -> RunningWorker:
         self.started += 1
-        return start_worker(self.env, self.logs / f"worker-{self.started}.log")
+        env = {**self.env, "STREAMPROC_DATA_DIR": self.env["STREAMPROC_DATA_DIR"] + data_dir_suffix}
+        return start_worker(env, self.logs / f"worker-{self.started}.log")
 
     def kill_main(self) -> None:
         self.main.process.send_signal(signal.SIGKILL)
@@ -180,7 +181,9 @@ class Workers:
             self.main = self._start()
 
     def join_second(self) -> None:
-        self.second = self._start()
+        """A second machine: its own data directory (two workers on one RocksDB folder
+        fight over its LOCK, which no deployment does)."""
+        self.second = self._start("-second")
 
     def leave_second(self) -> None:
         if self.second is not None:
