@@ -10,8 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from streamproc.apache_kafka import KafkaBroker
-from streamproc.broker import EmbeddedBroker
+from streamproc.local.apache_kafka import KafkaBroker
+from streamproc.local.broker import EmbeddedBroker
 
 BROKERS = ("tansu", "kafka")
 DESCRIBED = {

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import Figure, table
 
-from streamproc.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
+from streamproc.local.s3 import LOCAL_CREDENTIALS, EmbeddedS3
 from streamproc.settings import Settings
 
 BUCKET = "bench-recordings"

@@ -31,9 +31,9 @@ from brokers import bench_broker
 from loadgen import Request, open_loop, percentile
 from report import Figure, table
 
-from streamproc.demo import _daily
-from streamproc.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
-from streamproc.processes import ServerProcess, free_port
+from streamproc.local.demo import _daily
+from streamproc.local.processes import ServerProcess, free_port
+from streamproc.local.s3 import LOCAL_CREDENTIALS, EmbeddedS3
 from streamproc.providers import daily
 from streamproc.settings import Settings
 from streamproc.worker.topics import prepare_topics

@@ -34,7 +34,7 @@ from brokers import bench_broker
 from loadgen import Request, open_loop, percentile
 from report import Figure, table
 
-from streamproc.processes import ServerProcess, free_port
+from streamproc.local.processes import ServerProcess, free_port
 from streamproc.providers import daily
 from streamproc.settings import Settings
 

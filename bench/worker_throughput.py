@@ -27,7 +27,7 @@ from brokers import bench_broker
 from report import Figure, table
 
 from streamproc.kafka.topics import TopicSpec, ensure_topics
-from streamproc.processes import free_port, stop_process
+from streamproc.local.processes import free_port, stop_process
 
 PARTITIONS = 4
 HERE = Path(__file__).resolve().parent

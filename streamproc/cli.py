@@ -14,8 +14,14 @@ from streamproc.settings import LOG_FORMATS, LOG_LEVELS, PREFIX, Settings, Setti
 
 
 def _settings_or_exit() -> Settings:
+    """The settings, and the providers they enable (a mapping file is read here), or exit 2
+    with one line naming the variable."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
+        from streamproc.providers import enabled_providers
+
+        enabled_providers(settings)
+        return settings
     except SettingsError as exc:
         print(f"streamproc: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -45,7 +51,7 @@ def _timestamp(text: str) -> datetime:
 
 def _run_replay(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
-    from streamproc.replay import ReplayRange, print_report, run
+    from streamproc.replay.run import ReplayRange, print_report, run
 
     selection = ReplayRange(
         from_offset=args.from_offset,
@@ -97,7 +103,7 @@ def _run_lag(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     import asyncio
 
-    from streamproc.replay import group_lag
+    from streamproc.replay.run import group_lag
 
     group_id = args.app_id or settings.app_id
     try:
@@ -122,8 +128,8 @@ def _run_status(args: argparse.Namespace) -> int:
     import orjson
     from aiokafka.errors import KafkaError
 
-    from streamproc.demo import STACK_FILE
-    from streamproc.status import gather_status, render
+    from streamproc.local.demo import STACK_FILE
+    from streamproc.ops.status import gather_status, render
 
     edge_url = f"http://{settings.edge_host}:{settings.edge_port}"
     if PREFIX + "KAFKA_BOOTSTRAP" not in os.environ and STACK_FILE.is_file():
@@ -155,7 +161,7 @@ def _run_status(args: argparse.Namespace) -> int:
 
 
 def _run_broker(args: argparse.Namespace) -> int:
-    from streamproc.broker import BrokerError, EmbeddedBroker, wait_forever
+    from streamproc.local.broker import BrokerError, EmbeddedBroker, wait_forever
 
     broker = EmbeddedBroker(port=args.port, host=args.host, storage=args.storage)
     try:
@@ -169,13 +175,13 @@ def _run_broker(args: argparse.Namespace) -> int:
 
 def _run_up(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
-    from streamproc.local import run_local_stack
+    from streamproc.local.stack import run_local_stack
 
     return run_local_stack(settings, broker_port=args.broker_port, demo=args.demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from streamproc.demo import main as demo_main
+    from streamproc.local.demo import main as demo_main
 
     return demo_main(args.recordings, args.wait)
 

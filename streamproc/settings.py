@@ -12,7 +12,6 @@ import os
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 PREFIX = "STREAMPROC_"
@@ -70,9 +69,8 @@ class Settings:
     dedupe_window_s: float = 600.0
     dedupe_max_entries: int = 100_000
     standard_webhooks_mapping: str | None = None
-    """A mapping file (``providers/mapping.py``) defining a Standard Webhooks provider."""
-    standard_webhooks_name: str | None = None
-    """That provider's name, read from the file (checked when the settings are read)."""
+    """A mapping file (``providers/mapping.py``) defining a Standard Webhooks provider; read
+    by ``providers.enabled_providers``, which the command line calls at start-up."""
     standard_webhooks_secrets: tuple[Secret, ...] = ()
     # worker
     app_id: str = "streamproc"
@@ -113,28 +111,21 @@ class Settings:
     openvidu_key_template: str = "{room}/{filename}"
 
     def secrets_for(self, provider: str) -> tuple[Secret, ...]:
-        if provider == self.standard_webhooks_name:
-            return self.standard_webhooks_secrets
-        return {"daily": self.daily_secrets, "openvidu": self.openvidu_secrets}.get(provider, ())
+        """The keys of an enabled provider: a built-in one's, or else the mapped one's."""
+        built_in = {"daily": self.daily_secrets, "openvidu": self.openvidu_secrets}
+        if provider in built_in:
+            return built_in[provider]
+        return self.standard_webhooks_secrets if self.standard_webhooks_mapping else ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate all variables; raise one SettingsError naming the first bad one."""
-        from streamproc.providers.mapping import MappingError, load_mapping
-        from streamproc.providers.standard_webhooks import decode_secret
-
         reader = _EnvReader(os.environ if env is None else env)
         defaults = cls()
-        mapping_file = reader.text("STANDARD_WEBHOOKS_MAPPING", "") or None
-        try:
-            mapping = None if mapping_file is None else load_mapping(Path(mapping_file))
-        except MappingError as exc:
-            raise SettingsError(f"{PREFIX}STANDARD_WEBHOOKS_MAPPING: {exc}") from None
         settings = cls(
-            standard_webhooks_mapping=mapping_file,
-            standard_webhooks_name=None if mapping is None else mapping.name,
+            standard_webhooks_mapping=reader.text("STANDARD_WEBHOOKS_MAPPING", "") or None,
             standard_webhooks_secrets=reader.secrets(
-                "STANDARD_WEBHOOKS_SECRETS", decode=decode_secret
+                "STANDARD_WEBHOOKS_SECRETS", decode=decode_standard_webhooks_secret
             ),
             kafka_bootstrap=reader.text("KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
             raw_topic=reader.text("RAW_TOPIC", defaults.raw_topic),
@@ -212,6 +203,21 @@ def _decode_base64_secret(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("is not valid base64 (Daily's webhook 'hmac' value is base64)") from exc
+
+
+STANDARD_WEBHOOKS_SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix, not a secret)
+
+
+def decode_standard_webhooks_secret(text: str) -> bytes:
+    """``whsec_<base64>`` (the prefix is optional) to the HMAC key; ValueError if not."""
+    encoded = text.removeprefix(STANDARD_WEBHOOKS_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError("is not whsec_ followed by base64") from None
+    if not key:
+        raise ValueError("is empty")
+    return key
 
 
 @dataclass(frozen=True, slots=True)

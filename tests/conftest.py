@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from streamproc.apache_kafka import KafkaBroker, KafkaUnavailable, jars_folder
-from streamproc.broker import EmbeddedBroker
-from streamproc.embedded_s3 import EmbeddedS3
+from streamproc.local.apache_kafka import KafkaBroker, KafkaUnavailable, jars_folder
+from streamproc.local.broker import EmbeddedBroker
+from streamproc.local.s3 import EmbeddedS3
 
 from helpers import broker_on_s3
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamproc.processes import free_port, stop_process, wait_for_port
+from streamproc.local.processes import free_port, stop_process, wait_for_port
 from streamproc.providers import PROVIDERS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,7 +243,7 @@ def broker_on_s3(s3_endpoint: str, log_dir: Path, delay_s: float = 0.0):
 
     from s3proxy import S3Proxy
 
-    from streamproc.broker import EmbeddedBroker
+    from streamproc.local.broker import EmbeddedBroker
 
     bucket = f"log-{uuid.uuid4().hex[:8]}"
     s3_client(s3_endpoint).create_bucket(Bucket=bucket)
@@ -270,7 +270,7 @@ def broker_on_s3(s3_endpoint: str, log_dir: Path, delay_s: float = 0.0):
 
 def broker_name(broker) -> str:
     """``kafka`` for an Apache Kafka node or cluster, ``tansu`` for the embedded broker."""
-    from streamproc.apache_kafka import KafkaCluster
+    from streamproc.local.apache_kafka import KafkaCluster
 
     return "kafka" if isinstance(broker, KafkaCluster) else "tansu"
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from streamproc.processes import free_port, wait_for_port
+from streamproc.local.processes import free_port, wait_for_port
 
 HOP_HEADERS = {b"host", b"connection", b"transfer-encoding", b"keep-alive"}
 

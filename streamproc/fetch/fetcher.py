@@ -15,7 +15,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from streamproc.derived import DownloadedObject
+from streamproc.core.derived import DownloadedObject
 from streamproc.fetch.plan import destination, object_keys
 from streamproc.fetch.sinks import Sink, Stored, sink_from_url
 from streamproc.fetch.source import S3Source

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from streamproc.providers import daily, openvidu
 from streamproc.providers.base import Accepted, Provider, Verification
-from streamproc.settings import Settings
+from streamproc.settings import PREFIX, Settings, SettingsError
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (daily.PROVIDER, openvidu.PROVIDER)}
 
 
 def enabled_providers(settings: Settings) -> dict[str, Provider]:
-    """The built-in providers, and the mapped one if ``settings`` names a mapping file."""
+    """The built-in providers, and the mapped one if ``settings`` names a mapping file;
+    SettingsError naming the variable if that file cannot be used."""
     if settings.standard_webhooks_mapping is None:
         return PROVIDERS
     provider = _mapped(settings.standard_webhooks_mapping)
@@ -23,10 +24,13 @@ def enabled_providers(settings: Settings) -> dict[str, Provider]:
 
 @lru_cache(maxsize=8)
 def _mapped(path: str) -> Provider:
-    """Read once per process (the settings already checked the file)."""
-    from streamproc.providers.mapping import load_mapping, mapped_provider
+    """Read once per process."""
+    from streamproc.providers.mapping import MappingError, load_mapping, mapped_provider
 
-    return mapped_provider(load_mapping(Path(path)))
+    try:
+        return mapped_provider(load_mapping(Path(path)))
+    except MappingError as exc:
+        raise SettingsError(f"{PREFIX}STANDARD_WEBHOOKS_MAPPING: {exc}") from None
 
 
 __all__ = ["PROVIDERS", "Accepted", "Provider", "Verification", "enabled_providers"]

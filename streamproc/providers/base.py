@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from streamproc import schemas
-from streamproc.events import RecordingEvent
+from streamproc.core import schemas
+from streamproc.core.events import RecordingEvent
 from streamproc.providers.errors import MalformedJson, SchemaViolation
 from streamproc.settings import Secret
 

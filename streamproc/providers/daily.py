@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamproc.events import RecordingEvent, Status, Track
+from streamproc.core.events import RecordingEvent, Status, Track
 from streamproc.providers.base import Identity, Provider
 from streamproc.providers.signing import HmacScheme
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from streamproc.events import RecordingEvent
+from streamproc.core.events import RecordingEvent
 from streamproc.providers import PROVIDERS, Provider
 from streamproc.providers.base import parse_json
 from streamproc.providers.errors import InvalidEvent

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
-from streamproc.events import RecordingEvent, Status
+from streamproc.core.events import RecordingEvent, Status
 from streamproc.providers.base import Identity, Provider, body_digest_id
 from streamproc.providers.signing import timestamp_seconds
 from streamproc.providers.standard_webhooks import StandardWebhooksScheme

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamproc.events import RecordingEvent, Status
+from streamproc.core.events import RecordingEvent, Status
 from streamproc.providers.base import Identity, Provider, body_digest_id
 from streamproc.providers.signing import HmacScheme
 

@@ -23,22 +23,9 @@ from streamproc.providers.errors import MissingSignature, SignatureMismatch, Sta
 from streamproc.providers.signing import check_age
 from streamproc.settings import Secret
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix, not a secret)
 ID_HEADER = b"webhook-id"
 TIMESTAMP_HEADER = b"webhook-timestamp"
 SIGNATURE_HEADER = b"webhook-signature"
-
-
-def decode_secret(text: str) -> bytes:
-    """``whsec_<base64>`` (the prefix is optional) to the HMAC key; ValueError if not."""
-    encoded = text.removeprefix(SECRET_PREFIX)
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except binascii.Error:
-        raise ValueError("is not whsec_ followed by base64") from None
-    if not key:
-        raise ValueError("is empty")
-    return key
 
 
 def _digest(key: bytes, webhook_id: bytes, timestamp: bytes, body: bytes) -> bytes:

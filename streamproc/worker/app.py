@@ -1,7 +1,8 @@
 """The Faust application: topics, the recordings table, and three thin agents.
 
 Agents only move bytes between topics and call the pipeline; all decisions live in
-``pipeline.py`` and ``fold.py``.
+``pipeline.py`` and ``core/fold.py``. ``build_app`` reads as the wiring: the Faust app, its
+topics and tables, the pipeline, the sweeper, the agents of this worker's role, metrics.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
 
+from streamproc.core.fold import SourcePosition
 from streamproc.fetch.fetcher import Fetcher
-from streamproc.fold import SourcePosition
 from streamproc.kafka.partitions import KeyHashPartitioner
 from streamproc.providers import enabled_providers
 from streamproc.providers.decode import header_dict
@@ -59,13 +61,47 @@ def consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerTopics:
+    """The topics the agents read (the derived ones are written through senders)."""
+
+    raw: Any
+    rekeyed: Any
+    fetch_requests: Any
+    instances: Any
+
+
 def build_app(settings: Settings, partitions: int) -> faust.App:
     """A Faust app whose topics and table all have ``partitions`` partitions (the raw topic's),
     with the agents of ``settings.worker_role``."""
     folds = settings.worker_role in ("all", "fold")
-    fetches = settings.worker_role in ("all", "fetch")
+    app = _faust_app(settings, partitions)
+    topics = WorkerTopics(
+        raw=_bytes_topic(app, settings.raw_topic, partitions),
+        rekeyed=_bytes_topic(app, rekeyed_topic(settings), partitions),
+        fetch_requests=_bytes_topic(app, settings.fetch_topic, partitions),
+        instances=_bytes_topic(app, instances_topic(settings), partitions),
+    )
+    table: Any = {}  # a fetch worker folds nothing: no tables, no changelogs to recover
+    instance_table: Any = {}
+    if folds:
+        table = _bytes_table(app, "recordings", partitions)
+        instance_table = _bytes_table(app, "instances", partitions)
+    batched = BatchTable(table)
+    pipeline = _pipeline(app, settings, partitions, batched, instance_table)
+    sweeper = _sweeper(app, settings, topics, pipeline)
+    if folds:
+        _fold_agents(app, settings, topics, pipeline, sweeper, batched)
+    if settings.worker_role in ("all", "fetch"):
+        _fetch_agent(app, settings, topics, pipeline, sweeper)
+    _observability(app, pipeline, sweeper)
+    return app
+
+
+def _faust_app(settings: Settings, partitions: int) -> engine.App:
+    """Faust with the engine's corrections, configured from the settings."""
     brokers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")]
-    app = engine.App(
+    return engine.App(
         group_id(settings),
         broker=brokers,
         store=settings.table_store,
@@ -87,29 +123,25 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
-    raw = _bytes_topic(app, settings.raw_topic, partitions)
-    rekeyed = _bytes_topic(app, rekeyed_topic(settings), partitions)
-    fetch_requests = _bytes_topic(app, settings.fetch_topic, partitions)
-    instances = _bytes_topic(app, instances_topic(settings), partitions)
-    table: Any = {}  # a fetch worker folds nothing: no tables, no changelogs to recover
-    instance_table: Any = {}
-    if folds:
-        table = app.Table(
-            "recordings", default=None, partitions=partitions, key_type=bytes, value_type=bytes
-        )
-        instance_table = app.Table(
-            "instances", default=None, partitions=partitions, key_type=bytes, value_type=bytes
-        )
+
+
+def _bytes_table(app: faust.App, name: str, partitions: int) -> Any:
+    return app.Table(name, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
+
+
+def _pipeline(
+    app: faust.App, settings: Settings, partitions: int, table: BatchTable, instance_table: Any
+) -> Pipeline:
+    """The derivation, sending to the derived topics (through Faust's topics when
+    exactly-once, so the sends join its transaction)."""
 
     def sender(name: str) -> Any:
-        topic = _bytes_topic(app, name, partitions)
         if settings.processing_guarantee == "exactly_once":
-            return topic
+            return _bytes_topic(app, name, partitions)
         return ProducerSender(app, name)
 
-    batched = BatchTable(table)
-    pipeline = Pipeline(
-        table=batched,
+    return Pipeline(
+        table=table,
         state=sender(settings.state_topic),
         lifecycle=sender(settings.lifecycle_topic),
         fetch_requests=sender(settings.fetch_topic),
@@ -124,29 +156,36 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         stall_after_s=settings.stall_after_s,
     )
 
+
+def _sweeper(
+    app: faust.App, settings: Settings, topics: WorkerTopics, pipeline: Pipeline
+) -> SkippedRecordSweeper:
+    """The skipped-record sweeper (``gaps.py``), wired to the group's assignments."""
+
     async def forward_raw(record: Any) -> None:
         headers = {**header_dict(record.headers), **source_headers(record)}
-        await rekeyed.send(key=record.key, value=record.value, headers=list(headers.items()))
+        await topics.rekeyed.send(key=record.key, value=record.value, headers=list(headers.items()))
 
     async def forward_fetch(record: Any) -> None:
-        await fetch_requests.send(key=record.key, value=record.value)
+        await topics.fetch_requests.send(key=record.key, value=record.value)
 
     async def forward_instance(record: Any) -> None:
         headers = header_dict(record.headers)
-        await instances.send(key=record.key, value=record.value, headers=list(headers.items()))
+        await topics.instances.send(
+            key=record.key, value=record.value, headers=list(headers.items())
+        )
 
     sweeper = SkippedRecordSweeper(
         settings.kafka_bootstrap,
         group_id(settings),
         {
-            raw.get_topic_name(): forward_raw,
-            rekeyed.get_topic_name(): forward_raw,
-            fetch_requests.get_topic_name(): forward_fetch,
-            instances.get_topic_name(): forward_instance,
+            topics.raw.get_topic_name(): forward_raw,
+            topics.rekeyed.get_topic_name(): forward_raw,
+            topics.fetch_requests.get_topic_name(): forward_fetch,
+            topics.instances.get_topic_name(): forward_instance,
         },
         own_commits=lambda: app.consumer._committed_offset,
     )
-
     app.seek_listeners.append(sweeper.sought)
 
     @app.on_partitions_assigned.connect
@@ -168,6 +207,19 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
             await sweeper.sweep()
         except KafkaError as exc:
             log.warning("could not check for skipped records: %r", exc)
+
+    return sweeper
+
+
+def _fold_agents(
+    app: faust.App,
+    settings: Settings,
+    topics: WorkerTopics,
+    pipeline: Pipeline,
+    sweeper: SkippedRecordSweeper,
+    batched: BatchTable,
+) -> None:
+    """The raw and re-keyed topics folded a batch at a time, and the instances join."""
 
     async def handle_one(handle: Callable[..., Awaitable[None]], message: Any) -> None:
         """One record through ``handle``, then marked handled for the sweeper."""
@@ -194,20 +246,28 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
                     await handle_one(handle, event.message)
             batched.flush()
 
-    if folds:
+    @app.agent(topics.raw, name="fold-raw")
+    async def fold_raw(stream: Any) -> None:
+        await consume_batches(stream, pipeline.handle_raw)
 
-        @app.agent(raw, name="fold-raw")
-        async def fold_raw(stream: Any) -> None:
-            await consume_batches(stream, pipeline.handle_raw)
+    @app.agent(topics.rekeyed, name="fold-rekeyed")
+    async def fold_rekeyed(stream: Any) -> None:
+        await consume_batches(stream, partial(pipeline.handle_raw, rekeyed=True))
 
-        @app.agent(rekeyed, name="fold-rekeyed")
-        async def fold_rekeyed(stream: Any) -> None:
-            await consume_batches(stream, partial(pipeline.handle_raw, rekeyed=True))
+    @app.agent(topics.instances, name="join-instances")
+    async def join_instances(stream: Any) -> None:
+        """Daily errors that name only their instance, joined to their recording."""
+        await consume(stream, pipeline.handle_instance)
 
-        @app.agent(instances, name="join-instances")
-        async def join_instances(stream: Any) -> None:
-            """Daily errors that name only their instance, joined to their recording."""
-            await consume(stream, pipeline.handle_instance)
+
+def _fetch_agent(
+    app: faust.App,
+    settings: Settings,
+    topics: WorkerTopics,
+    pipeline: Pipeline,
+    sweeper: SkippedRecordSweeper,
+) -> None:
+    """Downloads of the fetch-requests topic, ``fetch_concurrency`` at a time."""
 
     async def fetch_one(fetcher: Fetcher, message: Any) -> None:
         await pipeline.handle_fetch_request(
@@ -219,17 +279,18 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
         )
         sweeper.handled(message.topic, message.partition, message.offset)
 
-    if fetches:
+    @app.agent(topics.fetch_requests, name="fetch")
+    async def fetch(stream: Any) -> None:
+        """Up to ``fetch_concurrency`` downloads at a time; the batch is acked when all
+        end."""
+        async with Fetcher(settings) as fetcher:
+            batches = stream.take_events(settings.fetch_concurrency, within=FETCH_BATCH_WAIT_S)
+            async for events in batches:
+                await asyncio.gather(*(fetch_one(fetcher, event.message) for event in events))
 
-        @app.agent(fetch_requests, name="fetch")
-        async def fetch(stream: Any) -> None:
-            """Up to ``fetch_concurrency`` downloads at a time; the batch is acked when all
-            end."""
-            async with Fetcher(settings) as fetcher:
-                batches = stream.take_events(settings.fetch_concurrency, within=FETCH_BATCH_WAIT_S)
-                async for events in batches:
-                    await asyncio.gather(*(fetch_one(fetcher, event.message) for event in events))
 
+def _observability(app: faust.App, pipeline: Pipeline, sweeper: SkippedRecordSweeper) -> None:
+    """``/metrics`` on the worker's web port, and a progress line when something happened."""
     metrics = WorkerMetrics(
         WorkerCollector(
             pipeline.counts,
@@ -254,5 +315,3 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
                 f"{name}={count}" for name, count in sorted(pipeline.counts.items())
             )
             log.info("progress: %s", summary)
-
-    return app

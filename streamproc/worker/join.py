@@ -33,8 +33,8 @@ from typing import Any
 
 import orjson
 
-from streamproc.derived import START_GRACE_S
-from streamproc.fold import SourcePosition
+from streamproc.core.derived import START_GRACE_S
+from streamproc.core.fold import SourcePosition
 from streamproc.providers.decode import LINKED_RECORDING_HEADER
 from streamproc.worker.senders import Sender
 

@@ -33,10 +33,11 @@ import orjson
 from aiokafka.errors import KafkaError
 from faust.exceptions import FaustError
 
-from streamproc import derived
+from streamproc.core import derived
+from streamproc.core.fold import FoldOutput, RecordingState, SourcePosition, fold
+from streamproc.core.stalls import StallClock
 from streamproc.fetch.errors import FetchError
 from streamproc.fetch.fetcher import Fetcher
-from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
 from streamproc.kafka.partitions import partition_for
 from streamproc.providers import PROVIDERS, Provider
 from streamproc.providers.decode import (
@@ -48,7 +49,6 @@ from streamproc.providers.decode import (
     header_dict,
 )
 from streamproc.settings import STALL_AFTER_S
-from streamproc.stalls import StallClock
 from streamproc.worker.join import InstanceJoin
 from streamproc.worker.senders import Sender
 

@@ -44,10 +44,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from s3proxy import S3Proxy
 
-from streamproc.apache_kafka import KafkaCluster, KafkaNode
-from streamproc.broker import EmbeddedBroker
-from streamproc.processes import stop_process
-from streamproc.replay import ReplayRange, replay
+from streamproc.local.apache_kafka import KafkaCluster, KafkaNode
+from streamproc.local.broker import EmbeddedBroker
+from streamproc.local.processes import stop_process
+from streamproc.replay.run import ReplayRange, replay
 from streamproc.settings import Settings
 
 from helpers import (

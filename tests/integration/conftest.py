@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from s3proxy import S3Proxy
 
-from streamproc.broker import EmbeddedBroker
-from streamproc.processes import stop_process
+from streamproc.local.broker import EmbeddedBroker
+from streamproc.local.processes import stop_process
 
 from helpers import RunningEdge, start_edge
 

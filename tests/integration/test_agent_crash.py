@@ -14,7 +14,7 @@ import uuid
 import pytest
 from test_worker_restart import daily_event, lifecycle, produce, wait_until
 
-from streamproc.processes import stop_process
+from streamproc.local.processes import stop_process
 from streamproc.worker.engine import EXIT_AGENT_CRASHED
 
 from helpers import REPO, messages, read_topic, s3_client, start_worker, worker_env

@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streamproc.kafka.topics import TopicSpec, ensure_topics
-from streamproc.processes import stop_process
+from streamproc.local.processes import stop_process
 
 from helpers import read_topic, start_worker, wait_for_messages, worker_env
 

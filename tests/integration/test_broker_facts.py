@@ -15,10 +15,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from streamproc.broker import EmbeddedBroker
 from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.topics import TopicSpec, ensure_topics
+from streamproc.local.broker import EmbeddedBroker
 
 from helpers import broker_name, broker_on_s3, read_topic
 
@@ -78,7 +78,7 @@ async def test_offsets_for_times_inside_the_log_and_after_its_end(broker):
         after_end = (await consumer.offsets_for_times({tp: stamps[-1] + 60_000}))[tp]
         if broker_name(broker) == "kafka":
             assert after_end is None
-        else:  # Tansu: offset 0 with timestamp -1 (``streamproc.replay`` reads it as the end)
+        else:  # Tansu: offset 0 with timestamp -1 (``streamproc.replay.run`` reads it as the end)
             assert (after_end.offset, after_end.timestamp) == (0, -1)
     finally:
         await consumer.stop()
@@ -435,7 +435,7 @@ async def test_idempotent_and_transactional_producers_work_on_kafka_only(broker)
 async def test_a_killed_kafka_node_restarts_with_its_log(kafka_available, tmp_path):
     """Kafka only (Tansu in memory forgets: the first test here). SIGKILLed with no shutdown,
     a Kafka node recovers its log from disk: every acknowledged record is there again."""
-    from streamproc.apache_kafka import KafkaBroker
+    from streamproc.local.apache_kafka import KafkaBroker
 
     kafka = KafkaBroker(tmp_path / "kafka")
     kafka.start()

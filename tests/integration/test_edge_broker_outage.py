@@ -9,8 +9,8 @@ import httpx
 import orjson
 import pytest
 
-from streamproc.broker import EmbeddedBroker
-from streamproc.processes import stop_process
+from streamproc.local.broker import EmbeddedBroker
+from streamproc.local.processes import stop_process
 
 from helpers import example, read_topic, signed, start_edge
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamproc.processes import stop_process
+from streamproc.local.processes import stop_process
 
 from helpers import example, leaked_secrets, read_topic, signed, start_edge
 

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from streamproc.processes import stop_process
+from streamproc.local.processes import stop_process
 
 from helpers import example, read_topic, signed, start_edge
 

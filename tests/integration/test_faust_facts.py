@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamproc.kafka.topics import TopicSpec, ensure_topics
-from streamproc.processes import free_port, stop_process
+from streamproc.local.processes import free_port, stop_process
 from streamproc.worker.engine import _seek_to_committed_or_start
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer
 from confluent_kafka import TopicPartition as RdTopicPartition
 from test_worker_restart import lifecycle, produce, wait_until
 
-from streamproc.apache_kafka import run_tool
-from streamproc.processes import stop_process
-from streamproc.replay import ReplayRange, group_lag, replay
+from streamproc.local.apache_kafka import run_tool
+from streamproc.local.processes import stop_process
+from streamproc.replay.run import ReplayRange, group_lag, replay
 from streamproc.settings import Settings
 from streamproc.worker.topics import prepare_topics
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streamproc.local.processes import free_port
 from streamproc.logs import LIBRARIES
-from streamproc.processes import free_port
 
 pytestmark = pytest.mark.integration
 

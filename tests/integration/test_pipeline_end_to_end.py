@@ -24,8 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
 
-from streamproc import schemas
-from streamproc.processes import free_port, stop_process
+from streamproc.core import schemas
+from streamproc.local.processes import free_port, stop_process
 
 from helpers import (
     REPO,

@@ -14,10 +14,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamproc import schemas
-from streamproc.fold import fold
+from streamproc.core import schemas
+from streamproc.core.fold import fold
 from streamproc.kafka.topics import TopicSpec, ensure_topics
-from streamproc.replay import ReplayRange, current_statuses, replay, status_changes
+from streamproc.replay.run import ReplayRange, current_statuses, replay, status_changes
 from streamproc.settings import Settings
 
 from helpers import read_topic

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streamproc.kafka.topics import TopicSpec, ensure_topics
-from streamproc.replay import ReplayRange, replay
+from streamproc.replay.run import ReplayRange, replay
 from streamproc.settings import Settings
 
 from helpers import broker_on_s3

@@ -10,8 +10,8 @@ from aiokafka import AIOKafkaProducer
 
 from streamproc.kafka.partitions import partition_for
 from streamproc.kafka.topics import TopicSpec, ensure_topics
-from streamproc.processes import stop_process
-from streamproc.replay import ReplayRange, replay
+from streamproc.local.processes import stop_process
+from streamproc.replay.run import ReplayRange, replay
 from streamproc.settings import Settings
 
 from helpers import start_worker, wait_for_messages, worker_env

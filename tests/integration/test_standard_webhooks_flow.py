@@ -15,7 +15,7 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from streamproc.processes import stop_process
+from streamproc.local.processes import stop_process
 
 from helpers import (
     REPO,

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streamproc.kafka.topics import TopicSpec, ensure_topics
-from streamproc.processes import free_port
+from streamproc.local.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from test_worker_restart import lifecycle, produce
 
-from streamproc.processes import stop_process
-from streamproc.replay import group_lag
+from streamproc.local.processes import stop_process
+from streamproc.replay.run import group_lag
 from streamproc.settings import Settings
 
 from helpers import lag_report, messages, read_topic, s3_client, start_worker, worker_env

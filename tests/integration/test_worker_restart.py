@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamproc.processes import stop_process
+from streamproc.local.processes import stop_process
 
 from helpers import (
     logs_with_swept_records,

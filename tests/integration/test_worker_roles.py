@@ -14,9 +14,9 @@ import uuid
 import httpx
 import pytest
 
-from streamproc.processes import stop_process
+from streamproc.local.processes import stop_process
+from streamproc.ops.status import gather_status
 from streamproc.settings import Settings
-from streamproc.status import gather_status
 
 from helpers import (
     example,

@@ -16,7 +16,7 @@ import uuid
 import pytest
 from test_worker_restart import lifecycle, produce, wait_until
 
-from streamproc.processes import stop_process
+from streamproc.local.processes import stop_process
 
 from helpers import messages, read_topic, s3_client, start_worker, worker_env
 

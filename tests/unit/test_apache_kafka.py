@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamproc import apache_kafka
-from streamproc.apache_kafka import KafkaUnavailable, jars_folder
+from streamproc.local import apache_kafka
+from streamproc.local.apache_kafka import KafkaUnavailable, jars_folder
 
 
 def test_without_java_or_maven_kafka_is_unavailable_and_says_why(monkeypatch, tmp_path):

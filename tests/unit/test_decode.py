@@ -1,7 +1,7 @@
 import orjson
 import pytest
 
-from streamproc.events import RecordingEvent
+from streamproc.core.events import RecordingEvent
 from streamproc.providers.decode import Skipped, Unusable, decode_record
 
 from helpers import example
@@ -44,8 +44,8 @@ def test_a_value_over_the_event_limit_is_unusable_before_it_is_parsed():
 
 
 def test_a_dead_letter_leaves_out_a_value_too_big_to_carry_but_says_its_size():
-    from streamproc.derived import DEAD_LETTER_VALUE_LIMIT, dead_letter_message
-    from streamproc.fold import SourcePosition
+    from streamproc.core.derived import DEAD_LETTER_VALUE_LIMIT, dead_letter_message
+    from streamproc.core.fold import SourcePosition
 
     source = SourcePosition("recordings.raw", 1, 3)
     small = dead_letter_message(stage="decode", reason="r", source=source, key=b"k", value=b"v")

@@ -8,8 +8,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from streamproc.apache_kafka import kafka_version
 from streamproc.cli import build_parser
+from streamproc.local.apache_kafka import kafka_version
 from streamproc.settings import PREFIX, Settings
 
 from helpers import REPO

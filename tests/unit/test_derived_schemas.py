@@ -3,9 +3,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc import derived, schemas
-from streamproc.events import RecordingEvent, Track
-from streamproc.fold import SourcePosition, fold
+from streamproc.core import derived, schemas
+from streamproc.core.events import RecordingEvent, Track
+from streamproc.core.fold import SourcePosition, fold
 
 STATUSES = ["starting", "active", "ending", "finished", "failed"]
 

@@ -7,8 +7,8 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.events import RecordingEvent, Track
-from streamproc.fold import RecordingState, SourcePosition, fold
+from streamproc.core.events import RecordingEvent, Track
+from streamproc.core.fold import RecordingState, SourcePosition, fold
 
 STATUSES = ["starting", "active", "ending", "finished", "failed"]
 

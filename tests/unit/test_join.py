@@ -7,7 +7,7 @@ from collections import Counter
 
 import orjson
 
-from streamproc.fold import SourcePosition
+from streamproc.core.fold import SourcePosition
 from streamproc.providers.decode import LINKED_RECORDING_HEADER
 from streamproc.worker.join import GRACE_S, LINK_HEADER, SUMMARY_HEADER, InstanceJoin
 

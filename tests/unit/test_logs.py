@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from streamproc.logs import LIBRARIES, configure_logging, logging_config
-from streamproc.progress import PlainProgress, progress_bar
+from streamproc.ops.progress import PlainProgress, progress_bar
 from streamproc.settings import Settings
 from streamproc.worker.run import faust_worker
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.fold import fold
+from streamproc.core.fold import fold
 from streamproc.providers import enabled_providers
 from streamproc.providers.decode import Skipped, Unusable, decode_record
 from streamproc.providers.mapping import MappingError, load_mapping, mapped_provider
@@ -49,7 +49,7 @@ def test_times_in_milliseconds_and_without_an_offset_are_read_alike():
 
 
 def test_event_types_not_in_the_mapping_are_skipped():
-    settings = Settings(standard_webhooks_mapping=str(EXAMPLE), standard_webhooks_name="acme")
+    settings = Settings(standard_webhooks_mapping=str(EXAMPLE))
     providers = enabled_providers(settings)
     decoded = decode_record(acme("recording.thumbnail"), {"provider": b"acme"}, providers=providers)
     assert decoded == Skipped("acme", "recording.thumbnail")
@@ -67,7 +67,7 @@ def test_event_types_not_in_the_mapping_are_skipped():
     ],
 )
 def test_a_mapped_event_whose_values_do_not_fit_is_unusable_with_the_pointer(body, reason):
-    settings = Settings(standard_webhooks_mapping=str(EXAMPLE), standard_webhooks_name="acme")
+    settings = Settings(standard_webhooks_mapping=str(EXAMPLE))
     decoded = decode_record(body, {"provider": b"acme"}, providers=enabled_providers(settings))
     assert isinstance(decoded, Unusable) and reason in decoded.reason
 
@@ -124,9 +124,10 @@ def test_a_bad_mapping_names_its_line(tmp_path, text, line, says):
 def test_the_settings_refuse_a_bad_mapping_and_a_bad_secret(tmp_path):
     path = write(tmp_path, 'name = "acme"\n')
     with pytest.raises(SettingsError, match="STANDARD_WEBHOOKS_MAPPING"):
-        Settings.from_env({"STREAMPROC_STANDARD_WEBHOOKS_MAPPING": str(path)})
+        enabled_providers(Settings.from_env({"STREAMPROC_STANDARD_WEBHOOKS_MAPPING": str(path)}))
+    missing = {"STREAMPROC_STANDARD_WEBHOOKS_MAPPING": str(tmp_path / "none")}
     with pytest.raises(SettingsError, match=r"STANDARD_WEBHOOKS_MAPPING: .*cannot be read"):
-        Settings.from_env({"STREAMPROC_STANDARD_WEBHOOKS_MAPPING": str(tmp_path / "none")})
+        enabled_providers(Settings.from_env(missing))
     with pytest.raises(SettingsError, match="STANDARD_WEBHOOKS_SECRETS"):
         Settings.from_env({"STREAMPROC_STANDARD_WEBHOOKS_SECRETS": "whsec_!!"})
 

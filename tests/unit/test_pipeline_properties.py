@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.fold import RecordingState
+from streamproc.core.fold import RecordingState
 
 from helpers import in_memory_pipeline
 

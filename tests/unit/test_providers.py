@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc import schemas
+from streamproc.core import schemas
 from streamproc.providers import PROVIDERS, daily, openvidu
 from streamproc.providers.base import Accepted, Verification
 from streamproc.providers.errors import (

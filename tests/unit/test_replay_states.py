@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.events import RecordingEvent
-from streamproc.fold import RecordingState, SourcePosition, fold
-from streamproc.replay_states import ReplayStates
+from streamproc.core.events import RecordingEvent
+from streamproc.core.fold import RecordingState, SourcePosition, fold
+from streamproc.replay.states import ReplayStates
 
 IDS = st.sampled_from([f"rec-{n}" for n in range(12)])
 STATUSES = st.sampled_from(["starting", "active", "ending", "finished", "failed"])

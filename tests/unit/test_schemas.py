@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc import schemas
+from streamproc.core import schemas
 
 from helpers import EXAMPLES
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamproc.local import development_secrets, print_banner
+from streamproc.local.stack import development_secrets, print_banner
 from streamproc.settings import Settings
 
 GIVEN_DAILY = "ZGFpbHktc2VjcmV0LWdpdmVuLWJ5LXRoZS11c2Vy"

@@ -7,9 +7,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.events import RecordingEvent
-from streamproc.fold import OPEN_STATUSES, RecordingState, SourcePosition, fold, stall
-from streamproc.stalls import BUCKET_S, StallClock
+from streamproc.core.events import RecordingEvent
+from streamproc.core.fold import OPEN_STATUSES, RecordingState, SourcePosition, fold, stall
+from streamproc.core.stalls import BUCKET_S, StallClock
 
 AFTER = 6 * 3600.0
 T0 = 1_700_000_000.0

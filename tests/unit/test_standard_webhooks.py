@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from streamproc.providers.errors import MissingSignature, SignatureMismatch, StaleTimestamp
-from streamproc.providers.standard_webhooks import StandardWebhooksScheme, decode_secret
-from streamproc.settings import Secret
+from streamproc.providers.standard_webhooks import StandardWebhooksScheme
+from streamproc.settings import Secret, decode_standard_webhooks_secret
 
 # From standard-webhooks/standard-webhooks, libraries/python/tests/test_webhooks.py
 # (test_sign_function and the module's defaults).
@@ -26,7 +26,7 @@ VECTOR_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 VECTOR_FORGED = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA="
 
 SCHEME = StandardWebhooksScheme()
-SECRET = Secret("k0", decode_secret(VECTOR_SECRET))
+SECRET = Secret("k0", decode_standard_webhooks_secret(VECTOR_SECRET))
 
 
 def headers(signature: str, webhook_id: str = VECTOR_ID, ts: int = VECTOR_TIMESTAMP) -> dict:
@@ -42,7 +42,7 @@ def verify(given: dict, secrets=(SECRET,), now: float = VECTOR_TIMESTAMP) -> str
 
 
 def test_the_published_vector_signs_and_verifies():
-    key = decode_secret(VECTOR_SECRET)
+    key = decode_standard_webhooks_secret(VECTOR_SECRET)
     signature = SCHEME.sign(key, VECTOR_ID, str(VECTOR_TIMESTAMP), VECTOR_PAYLOAD)
     assert signature == VECTOR_SIGNATURE
     assert verify(headers(VECTOR_SIGNATURE)) == "k0"
@@ -100,7 +100,7 @@ def test_garbage_signatures_are_mismatches_not_crashes(signature):
 @pytest.mark.parametrize("text", ["whsec_", "whsec_!!!", "not base64 at all"])
 def test_a_bad_secret_is_a_value_error(text):
     with pytest.raises(ValueError):
-        decode_secret(text)
+        decode_standard_webhooks_secret(text)
 
 
 @settings(max_examples=200, deadline=None)
@@ -115,6 +115,11 @@ def test_whatever_the_reference_library_signs_we_verify(key, webhook_id, body, t
     moment = datetime.fromtimestamp(ts, tz=UTC)
     signature = Webhook(secret).sign(msg_id=webhook_id, timestamp=moment, data=body)
     given = headers(signature, webhook_id, ts)
-    accepted = SCHEME.verify(given, body.encode(), (Secret("k", decode_secret(secret)),), ts, 1)
+    accepted = SCHEME.verify(
+        given, body.encode(), (Secret("k", decode_standard_webhooks_secret(secret)),), ts, 1
+    )
     assert accepted == "k"
-    assert SCHEME.sign(decode_secret(secret), webhook_id, str(ts), body.encode()) == signature
+    assert (
+        SCHEME.sign(decode_standard_webhooks_secret(secret), webhook_id, str(ts), body.encode())
+        == signature
+    )

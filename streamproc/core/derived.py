@@ -16,8 +16,14 @@ from typing import Any
 
 import orjson
 
-from streamproc.events import tracks_as_dicts
-from streamproc.fold import FetchRequest, FoldOutput, RecordingState, SourcePosition, Transition
+from streamproc.core.events import tracks_as_dicts
+from streamproc.core.fold import (
+    FetchRequest,
+    FoldOutput,
+    RecordingState,
+    SourcePosition,
+    Transition,
+)
 
 STATE_VERSION = "1.1.0"
 """1.1: status ``stalled``."""

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from streamproc.events import RecordingEvent, Track, flat_dict, tracks_as_dicts
+from streamproc.core.events import RecordingEvent, Track, flat_dict, tracks_as_dicts
 
 STATUS_RANK: dict[str, float] = {
     "starting": 0,

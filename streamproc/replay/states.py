@@ -20,7 +20,7 @@ from collections.abc import Iterator, MutableMapping
 
 from rocksdict import Options, Rdict
 
-from streamproc.fold import RecordingState
+from streamproc.core.fold import RecordingState
 
 CACHED = 10_000
 """States kept as objects: about 20 MiB, and enough that a fold seldom reads the disk."""

@@ -27,11 +27,11 @@ DRAFT_7 = "http://json-schema.org/draft-07/schema#"
 
 def schema_dir() -> Path:
     """``schemas/`` of a source checkout, or the copy a wheel carries as ``_schemas``."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_schemas", here.parent / "schemas"):
+    package = Path(__file__).resolve().parent.parent  # streamproc/
+    for candidate in (package / "_schemas", package.parent / "schemas"):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"no schemas directory next to {here}")
+    raise FileNotFoundError(f"no schemas directory next to {package}")
 
 
 @functools.cache

@@ -21,9 +21,9 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from streamproc.embedded_s3 import local_client
 from streamproc.kafka.metadata import topic_partitions
-from streamproc.progress import progress_bar
+from streamproc.local.s3 import local_client
+from streamproc.ops.progress import progress_bar
 from streamproc.providers import PROVIDERS
 
 STACK_FILE = Path(".streamproc/up.json")

@@ -20,15 +20,15 @@ from contextlib import ExitStack
 
 import orjson
 
-from streamproc.broker import BrokerError, EmbeddedBroker
-from streamproc.demo import STACK_FILE
-from streamproc.embedded_s3 import LOCAL_CREDENTIALS, EmbeddedS3
-from streamproc.processes import (
+from streamproc.local.broker import BrokerError, EmbeddedBroker
+from streamproc.local.demo import STACK_FILE
+from streamproc.local.processes import (
     die_with_parent,
     graceful_termination,
     stop_process,
     wait_for_port,
 )
+from streamproc.local.s3 import LOCAL_CREDENTIALS, EmbeddedS3
 from streamproc.settings import PREFIX, Settings
 
 

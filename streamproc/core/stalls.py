@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from streamproc.fold import OPEN_STATUSES, FoldOutput, RecordingState, stall
+from streamproc.core.fold import OPEN_STATUSES, FoldOutput, RecordingState, stall
 from streamproc.kafka.partitions import partition_for
 
 BUCKET_S = 300.0
