@@ -160,7 +160,22 @@ def _run_status(args: argparse.Namespace) -> int:
             print()
 
 
+def _local_stack_or_exit(command: str) -> None:
+    """``up`` and ``broker`` run the embedded broker and S3 server: the ``local`` extra."""
+    from streamproc.local import LOCAL_EXTRA, missing_local_packages
+
+    missing = missing_local_packages()
+    if missing:
+        print(
+            f"streamproc: `streamproc {command}` runs {' and '.join(missing)}, which this"
+            f" install leaves out; install them with: {LOCAL_EXTRA}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
 def _run_broker(args: argparse.Namespace) -> int:
+    _local_stack_or_exit("broker")
     from streamproc.local.broker import BrokerError, EmbeddedBroker, wait_forever
 
     broker = EmbeddedBroker(port=args.port, host=args.host, storage=args.storage)
@@ -175,6 +190,7 @@ def _run_broker(args: argparse.Namespace) -> int:
 
 def _run_up(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
+    _local_stack_or_exit("up")
     from streamproc.local.stack import run_local_stack
 
     return run_local_stack(settings, broker_port=args.broker_port, demo=args.demo)

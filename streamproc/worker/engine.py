@@ -1,7 +1,7 @@
 """Faust, corrected where it or the embedded broker is wrong, in one place.
 
 Each correction names the defect and the test that shows it; when the defect is gone the
-correction goes too. ``docs/durability.md`` has the root-cause notes.
+correction goes too. ``docs/notes/durability.md`` has the root-cause notes.
 
 1. ``Recovery._build_highwaters``: a table's recovery reads its changelog up to the high
    watermark, which Faust takes from ListOffsets(latest). Tansu answers that short by up to a
@@ -27,7 +27,7 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    or the generation changed) expecting that seek to bring them back. On a partition the
    group never committed, nothing did: a restarted worker began the fetch topic where that
    drain ended and skipped every fetch request its killed predecessor had not committed
-   (``docs/durability.md``, section 4). Here such a partition goes back to offset 0, which
+   (``docs/notes/durability.md``, section 4). Here such a partition goes back to offset 0, which
    on real Kafka resets to the log start if retention removed it (``auto_offset_reset``).
 5. ``AIOKafkaConsumerThread.getmany``: Faust asks the consumer thread for records with a
    call whose caller can go away: the Fetcher is stopped (its task cancelled) at every
@@ -36,7 +36,7 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    drained the re-fetched records of every stream partition, for nobody: the restarted
    worker's positions stood at the log end, Faust's read offsets at the committed offsets,
    and no record was ever handed to an agent (the "stall after ready" of
-   ``docs/durability.md``, caught by ``tests/debug``'s dump). Here the thread gets a
+   ``docs/notes/durability.md``, caught by ``tests/debug``'s dump). Here the thread gets a
    snapshot of the active partitions, and records drained for an abandoned call are put
    back (each partition sought to its first drained offset, in the same step as the drain,
    so nothing else moved it in between).
@@ -54,7 +54,7 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    it drops because the flow stopped). A commit in flight across a rebalance likewise
    writes its offsets into the next generation's record of what it committed, even when the
    broker refused it. This was the chaos suite's rare "committed past records never
-   handled" (``docs/durability.md``, section 9). Here each generation starts with no acks,
+   handled" (``docs/notes/durability.md``, section 9). Here each generation starts with no acks,
    an ack for a record of an earlier generation is dropped (the record is read again from
    the committed offset), and a commit that began before a rebalance leaves the offsets
    the rebalance's seek set.
@@ -62,7 +62,7 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    the agent; but ``take_events`` acks every event of the batch the agent held (in a
    ``finally``), so that commit covers a batch whose table writes were never flushed, and
    the records the crashed stream had already taken are not handed to the new one until the
-   next rebalance: the worker stays up, reading nothing (``docs/durability.md``, section
+   next rebalance: the worker stays up, reading nothing (``docs/notes/durability.md``, section
    11; ``tests/integration/test_agent_crash.py``). Here the process ends at once, before
    anything else runs on its loop, as a SIGKILL would end it (the kill tests show that
    loses nothing): the supervisor starts a worker that reads on from the last commit.
@@ -79,7 +79,7 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    rebalance's revocation had stopped, because the generation Faust checks changes only at
    the next assignment, seconds later when the group waits for a killed member's session
    (``tests/unit/test_stale_recovery.py``): the worker went on folding in the middle of the
-   rebalance (docs/durability.md, section 13). Here nothing is sought or resumed once a
+   rebalance (docs/notes/durability.md, section 13). Here nothing is sought or resumed once a
    rebalance has begun since the assignment the recovery serves.
 11. ``AIOKafkaConsumerThread._commit`` (an aiokafka defect, seen on Kafka): aiokafka retries
    a commit while its coordinator is away and reads the group's generation and member id
@@ -87,7 +87,7 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    member rejoined is sent, and accepted, in the next one: it commits offsets the new
    generation has not read again (``tests/integration/test_aiokafka_facts.py``). With a
    Kafka node SIGKILLed for longer than the session, the chaos suite's sweeper found those
-   offsets "committed but never handled" here (docs/durability.md, section 14). Here a
+   offsets "committed but never handled" here (docs/notes/durability.md, section 14). Here a
    commit whose assignment was replaced before it was sent fails as a rebalanced one does.
    Likewise a commit from a member the group fenced (after ``UnknownMemberIdError``
    aiokafka resets its generation to -1 and its member id to ""): aiokafka sends it anyway,
@@ -100,7 +100,7 @@ correction goes too. ``docs/durability.md`` has the root-cause notes.
    records of a partition paused meanwhile (a table recovery after a rebalance) are
    dropped, while the thread's position has moved past them. The next record then reads as
    a jump, Faust marks the offsets in between as a gap, and commits them: records never
-   folded (the Kafka chaos run after a fenced worker rejoined, docs/durability.md section
+   folded (the Kafka chaos run after a fenced worker rejoined, docs/notes/durability.md section
    14; ``tests/unit/test_rebalance_bookkeeping.py::test_records_fetched_for_a_paused_
    partition_are_put_back``). Here each partition is sought back to its first record
    fetched but not delivered, when nothing has sought it since.

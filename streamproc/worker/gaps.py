@@ -1,6 +1,6 @@
 """A safety net: finds records an engine committed past without delivering, and sends them
 round again. With the six known defects fixed at their source (``worker/engine.py``,
-``docs/durability.md``) it is expected to stay idle, and the restart and chaos tests fail if
+``docs/notes/durability.md``) it is expected to stay idle, and the restart and chaos tests fail if
 it forwards anything; it stays as a counted guard against a new engine defect.
 
 The sweeper keeps, per partition, the lowest offset not yet handled (from the committed
@@ -174,7 +174,7 @@ class SkippedRecordSweeper:
         """Forward every record committed past but never handled; return how many.
 
         An offset with no record (a durable Tansu restart can leave some, see
-        docs/durability.md) is not a lost record: it is noted, not forwarded.
+        docs/notes/durability.md) is not a lost record: it is noted, not forwarded.
         """
         await self._start_pending()
         consumer = await self._started()

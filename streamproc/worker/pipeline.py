@@ -57,7 +57,7 @@ NOT_THE_RECORDS_FAULT = (KafkaError, FaustError)
 """Errors of Kafka or the engine, not of the record being handled: they are raised, not
 dead-lettered; the agent's crash ends the worker and the next one reads the record again
 (``worker/engine.py`` correction 8; a table's ``PartitionsMismatch`` once dead-lettered
-good events, docs/durability.md section 10)."""
+good events, docs/notes/durability.md section 10)."""
 SOURCE_HEADERS = ("source-topic", "source-partition", "source-offset")
 
 

@@ -72,7 +72,7 @@ def faust_topics(app: Any) -> list[TopicSpec]:
     Faust, they are created after that view was taken; if the broker is away while the
     consumer refreshes it, the first assignment runs on the old view, leaves the changelogs
     out ("Ignoring missing topic") and the first table write fails with PartitionsMismatch
-    (docs/durability.md section 10).
+    (docs/notes/durability.md section 10).
     """
     topics = [table.changelog_topic for table in app.tables.values()]
     topics.append(app._leader_assignor._leader_topic)

@@ -1,4 +1,4 @@
-"""Debug aid for a worker that stops handing out records (docs/durability.md, section 4).
+"""Debug aid for a worker that stops handing out records (docs/notes/durability.md, section 4).
 
 Put this directory on PYTHONPATH and set STREAMPROC_DBG_DUMP=1 for the test run (the worker
 subprocesses inherit both); SIGWINCH to a worker then writes to its log every task of Faust's
@@ -46,7 +46,7 @@ def _dump_thread(thread, out) -> None:
 
 def _dump_main_loop(out) -> None:
     """Every task of the agents' loop (the signal arrives on its thread): where a delivery
-    or an agent is parked (docs/durability.md, section 8)."""
+    or an agent is parked (docs/notes/durability.md, section 8)."""
     loop = asyncio._get_running_loop()
     if loop is None:
         return
@@ -79,7 +79,7 @@ def _trace_folds() -> None:
     """STREAMPROC_DBG_TRACE=1: every fold, assignment, revocation, seek and queue-pressure
     change of a worker, one line each, in ``trace-<pid>.txt`` in its working directory: which
     worker folded a recording's events in which order, under which generation, before or
-    after its recovery (docs/durability.md, section 8)."""
+    after its recovery (docs/notes/durability.md, section 8)."""
     import time
 
     from faust.streams import current_event

@@ -1,6 +1,6 @@
 """Fault injection for ``tests/integration/test_agent_crash.py``: a worker started with this
 directory on PYTHONPATH and ``STREAMPROC_TEST_CRASH_KEY`` set raises in the fold agent's
-batch flush (where Faust's ``PartitionsMismatch`` once escaped, docs/durability.md section
+batch flush (where Faust's ``PartitionsMismatch`` once escaped, docs/notes/durability.md section
 10) when that recording's table write is in the batch. Not part of the product."""
 
 import os

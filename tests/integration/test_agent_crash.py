@@ -1,6 +1,6 @@
 """An agent that crashes stops its worker at once; the next worker loses nothing.
 
-docs/durability.md section 11. Faust restarts a crashed agent in the same process, but the
+docs/notes/durability.md section 11. Faust restarts a crashed agent in the same process, but the
 batch it held is acked (``take_events`` acks in a ``finally``) and committed although its table
 writes were never flushed, and the records the dead stream had taken are not read again until
 a rebalance: the worker stayed up and folded nothing more. Correction 8 of ``worker/engine.py``

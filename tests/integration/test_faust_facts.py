@@ -7,7 +7,7 @@ same harness with ``STREAMPROC_FAUST_FLAVOUR=faust`` (Faust as shipped) left 8 o
 records never processed in three join/leave rounds (28 of 61,760 in five), and 13 of 25,340
 and 16 of 26,520 in two runs of the two rounds it now has (2026-12-02; 72 s instead of 103);
 ``streamproc.worker.engine`` seeks first, and this test holds it to zero. See
-docs/durability.md.
+docs/notes/durability.md.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ async def test_no_record_is_skipped_when_a_member_joins_and_leaves_under_load(br
 async def test_seek_to_committed_leaves_a_never_committed_partition_where_reading_stopped(broker):
     """aiokafka's ``seek_to_committed`` rewinds only partitions committed above 0; Faust relies
     on it to take back what it drained and dropped at a rebalance. ``streamproc.worker.engine``
-    sends a never-committed stream partition back to offset 0 (docs/durability.md, section 4)."""
+    sends a never-committed stream partition back to offset 0 (docs/notes/durability.md,
+    section 4)."""
     topic = f"never-committed-{uuid.uuid4().hex[:6]}"
     await ensure_topics(broker.bootstrap, [TopicSpec(topic, 2)])
     committed_tp, never_tp = TopicPartition(topic, 0), TopicPartition(topic, 1)

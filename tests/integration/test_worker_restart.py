@@ -151,7 +151,7 @@ async def test_killed_worker_recovers_its_table_and_loses_nothing(
         key = "/" + bucket + "/files/" + name.removeprefix(".").removesuffix(".sha256")
         assert s3_proxy.gets[key] == 1, f"{key} was downloaded again after the restart"
     assert await count(topics["DLQ"]) == 0
-    # The sweeper would have hidden a skip (docs/durability.md, section 4): it stayed idle.
+    # The sweeper would have hidden a skip (docs/notes/durability.md, section 4): it stayed idle.
     assert not logs_with_swept_records(tmp_path), "the engine skipped records the sweeper found"
 
 

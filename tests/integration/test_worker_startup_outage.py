@@ -1,7 +1,7 @@
 """A broker that goes away while the worker starts: its first assignment still has every table.
 
-docs/durability.md section 10. Faust used to create its own topics (the tables' changelogs, the
-assignor's leader topic) after its consumer had read the cluster's metadata; the consumer's
+docs/notes/durability.md section 10. Faust used to create its own topics (the tables' changelogs,
+the assignor's leader topic) after its consumer had read the cluster's metadata; the consumer's
 refresh after the subscription failed while the broker was away, and the first assignment
 after it came back ran on the old view: "Ignoring missing topic" for the changelogs, 16 of 25
 partitions, and the first table write raised PartitionsMismatch (two events dead-lettered in

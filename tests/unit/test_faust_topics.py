@@ -1,5 +1,5 @@
 """The topics Faust declares for itself, created by the worker before Faust starts
-(docs/durability.md section 10): names, partitions and cleanup policy as Faust gives them."""
+(docs/notes/durability.md section 10): names, partitions and cleanup policy as Faust gives them."""
 
 import pytest
 

@@ -56,7 +56,7 @@ class FailingTable(dict):
 def test_a_fold_error_of_the_record_is_dead_lettered_one_of_the_engine_is_raised(
     error, dead_lettered
 ):
-    """An engine error (docs/durability.md section 10) dead-lettered good events; raised, it
+    """An engine error (docs/notes/durability.md section 10) dead-lettered good events; raised, it
     ends the worker and the record is read again (engine correction 8)."""
     body = example("daily", "recording.started")
     recording = orjson.loads(body)["payload"]["recording_id"].encode()

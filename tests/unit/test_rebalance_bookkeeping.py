@@ -162,7 +162,7 @@ async def test_records_fetched_for_a_paused_partition_are_put_back(consumer_clas
     """The consumer thread drained 484-486 (its position is now 487), but by the time Faust
     hands them out the partition is no longer active (paused, as by a table recovery):
     Faust drops them and the next record, 487, reads as a gap over 484-486 that Faust then
-    commits (the Kafka chaos run's lost records, docs/durability.md section 14); ours seeks
+    commits (the Kafka chaos run's lost records, docs/notes/durability.md section 14); ours seeks
     the partition back to 484."""
     rebalances = Rebalances(consumer_class)
     await rebalances.assign(generation=1, committed=484)

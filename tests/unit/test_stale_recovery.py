@@ -61,7 +61,7 @@ async def test_a_recovery_ending_after_the_next_revocation_does_not_resume_the_s
     """The generation Faust compares changes only at the next assignment, and a rebalance can
     wait seconds between revocation and assignment (a killed member's session): a recovery
     ending then resumed the flow and the stream partitions the revocation had stopped, and
-    the worker went on folding mid-rebalance (docs/durability.md, section 13)."""
+    the worker went on folding mid-rebalance (docs/notes/durability.md, section 13)."""
     worker = Worker()
     await worker.assign(generation=1)
     worker.revoke()
