@@ -37,7 +37,8 @@ async def main() -> None:
                 for record in records:
                     event = orjson.loads(record.value)
                     previous = states.get(record.key, {"events": 0})
-                    state = {"events": previous["events"] + 1, "status": event["data"]["status"]}
+                    status = event["data"]["status"] if "data" in event else event["type"]
+                    state = {"events": previous["events"] + 1, "status": status}
                     states[record.key] = state
                     value = orjson.dumps(state)
                     sent.append(await producer.send(state_topic, value, key=record.key))

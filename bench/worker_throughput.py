@@ -33,8 +33,15 @@ PARTITIONS = 4
 HERE = Path(__file__).resolve().parent
 
 
-def events(count: int) -> list[tuple[bytes, bytes, bytes]]:
-    """(key, provider, body): OpenVidu started/updated/ending cycles, no finished (no S3)."""
+PROVIDERS = ("openvidu", "daily")
+
+
+def events(count: int, provider: str = "openvidu") -> list[tuple[bytes, bytes, bytes]]:
+    """(key, provider, body): OpenVidu started/updated/ending cycles, or Daily
+    ``recording.started`` twice per recording naming its instance (as Daily sends them; every
+    such event links the instance for the join); no finished (no S3)."""
+    if provider == "daily":
+        return _daily_events(count)
     out = []
     statuses = ["STARTING", "ACTIVE", "ENDING"]
     for index in range(count):
@@ -54,6 +61,28 @@ def events(count: int) -> list[tuple[bytes, bytes, bytes]]:
             }
         )
         out.append((recording.encode(), b"openvidu", body))
+    return out
+
+
+def _daily_events(count: int) -> list[tuple[bytes, bytes, bytes]]:
+    out = []
+    for index in range(count):
+        recording = f"bench-{index // 2:06d}"
+        body = orjson.dumps(
+            {
+                "version": "1.0.0",
+                "type": "recording.started",
+                "id": f"bench-started-{index}",
+                "payload": {
+                    "recording_id": recording,
+                    "instance_id": f"instance-{index // 2:06d}",
+                    "room_name": "bench-room",
+                    "start_ts": 1_700_000_000 + index // 1000,
+                },
+                "event_ts": 1_700_000_000 + index / 1000,  # as OpenVidu's: no stalls
+            }
+        )
+        out.append((recording.encode(), b"daily", body))
     return out
 
 
@@ -130,76 +159,95 @@ async def run(
     count: int = 30_000,
     batches: tuple[int, ...] = (1, 100, 500),
     race: tuple[int, ...] = (100,),
+    providers: tuple[str, ...] = PROVIDERS,
 ) -> list[Figure]:
-    """The worker once per fold batch size (and per size in ``race`` with
-    STREAMPROC_DIRECT_DELIVERY=0, Faust's per-record race), and both baselines, on the same
-    raw topic."""
+    """Per provider's events: the worker once per fold batch size (and per size in ``race``
+    with STREAMPROC_DIRECT_DELIVERY=0, Faust's per-record race), and both baselines, on the
+    same raw topic."""
+    figures = []
     with tempfile.TemporaryDirectory() as scratch, bench_broker() as broker:
-        bootstrap = broker.bootstrap
-        topic = "bench.raw"
-        total = sum((await produce(bootstrap, topic, events(count))).values())
-        baseline_env = {
-            **os.environ,
-            "BENCH_BOOTSTRAP": bootstrap,
-            "BENCH_TOPIC": topic,
-            "BENCH_GROUP": "bench-baseline",
-            "BENCH_PARTITIONS": str(PARTITIONS),
-            "BENCH_DATADIR": f"{scratch}/baseline",
-            "BENCH_WEB_PORT": str(free_port()),
-        }
-        faust_rate = await measure(
-            [sys.executable, str(HERE / "faust_baseline.py")],
-            lambda _: baseline_env,
-            bootstrap,
-            "bench-baseline",
-            topic,
-            total,
-            "plain Faust table agent",
-        )
-        await ensure_topics(
-            bootstrap, [TopicSpec("bare.state", PARTITIONS), TopicSpec("bare.lc", PARTITIONS)]
-        )
-        bare_env = {
-            **baseline_env,
-            "BENCH_GROUP": "bench-bare",
-            "BENCH_STATE_TOPIC": "bare.state",
-            "BENCH_LC_TOPIC": "bare.lc",
-        }
-        bare_rate = await measure(
-            [sys.executable, str(HERE / "aiokafka_baseline.py")],
-            lambda _: bare_env,
-            bootstrap,
-            "bench-bare",
-            topic,
-            total,
-            "bare aiokafka loop",
-        )
-        figures = []
-        runs = [(batch, True) for batch in batches] + [(batch, False) for batch in race]
-        for batch, direct_delivery in runs:
-            name = f"batch-{batch}" + ("" if direct_delivery else "-race")
-            extra = {"STREAMPROC_DIRECT_DELIVERY": "1" if direct_delivery else "0"}
-            rate = await measure(
-                [sys.executable, "-m", "streamproc", "worker"],
-                lambda _, batch=batch, name=name, extra=extra: {
-                    **worker_env(bootstrap, topic, f"{scratch}/{name}", batch, name),
-                    **extra,
-                },
-                bootstrap,
-                f"bench-worker-{name}",
-                topic,
-                total,
-                f"streamproc worker, {name}",
+        for provider in providers:
+            folder = Path(scratch, provider)
+            folder.mkdir()  # noqa: ASYNC240 - one directory, before anything runs
+            figures += await _run_provider(
+                broker.bootstrap, str(folder), provider, count, batches, race
             )
-            label = f"worker, STREAMPROC_FOLD_BATCH={batch}"
-            if not direct_delivery:
-                label += ", STREAMPROC_DIRECT_DELIVERY=0"
-            label += f" ({total:,} events, {PARTITIONS} partitions)"
-            figures += [
-                Figure(label, rate, "events/s", "plain Faust Table agent", faust_rate, ">= 4"),
-                Figure(label, rate, "events/s", "bare aiokafka loop", bare_rate, ">= 0.5"),
-            ]
-        return figures
+    return figures
+
+
+async def _run_provider(
+    bootstrap: str,
+    scratch: str,
+    provider: str,
+    count: int,
+    batches: tuple[int, ...],
+    race: tuple[int, ...],
+) -> list[Figure]:
+    topic = f"bench.raw.{provider}"
+    total = sum((await produce(bootstrap, topic, events(count, provider))).values())
+    baseline_env = {
+        **os.environ,
+        "BENCH_BOOTSTRAP": bootstrap,
+        "BENCH_TOPIC": topic,
+        "BENCH_GROUP": f"bench-baseline-{provider}",
+        "BENCH_PARTITIONS": str(PARTITIONS),
+        "BENCH_DATADIR": f"{scratch}/baseline",
+        "BENCH_WEB_PORT": str(free_port()),
+    }
+    faust_rate = await measure(
+        [sys.executable, str(HERE / "faust_baseline.py")],
+        lambda _: baseline_env,
+        bootstrap,
+        f"bench-baseline-{provider}",
+        topic,
+        total,
+        f"plain Faust table agent, {provider}",
+    )
+    state_topic, lifecycle_topic = f"bare.state.{provider}", f"bare.lc.{provider}"
+    await ensure_topics(
+        bootstrap, [TopicSpec(state_topic, PARTITIONS), TopicSpec(lifecycle_topic, PARTITIONS)]
+    )
+    bare_env = {
+        **baseline_env,
+        "BENCH_GROUP": f"bench-bare-{provider}",
+        "BENCH_STATE_TOPIC": state_topic,
+        "BENCH_LC_TOPIC": lifecycle_topic,
+    }
+    bare_rate = await measure(
+        [sys.executable, str(HERE / "aiokafka_baseline.py")],
+        lambda _: bare_env,
+        bootstrap,
+        f"bench-bare-{provider}",
+        topic,
+        total,
+        f"bare aiokafka loop, {provider}",
+    )
+    figures = []
+    runs = [(batch, True) for batch in batches] + [(batch, False) for batch in race]
+    for batch, direct_delivery in runs:
+        name = f"{provider}-batch-{batch}" + ("" if direct_delivery else "-race")
+        extra = {"STREAMPROC_DIRECT_DELIVERY": "1" if direct_delivery else "0"}
+        rate = await measure(
+            [sys.executable, "-m", "streamproc", "worker"],
+            lambda _, batch=batch, name=name, extra=extra: {
+                **worker_env(bootstrap, topic, f"{scratch}/{name}", batch, name),
+                **extra,
+            },
+            bootstrap,
+            f"bench-worker-{name}",
+            topic,
+            total,
+            f"streamproc worker, {name}",
+        )
+        label = f"worker, {provider} events, STREAMPROC_FOLD_BATCH={batch}"
+        if not direct_delivery:
+            label += ", STREAMPROC_DIRECT_DELIVERY=0"
+        label += f" ({total:,} events, {PARTITIONS} partitions)"
+        figures += [
+            Figure(label, rate, "events/s", "plain Faust Table agent", faust_rate, ">= 4"),
+            Figure(label, rate, "events/s", "bare aiokafka loop", bare_rate, ">= 0.5"),
+        ]
+    return figures
 
 
 async def main() -> None:
@@ -215,10 +263,12 @@ async def main() -> None:
         default="100",
         help="batch sizes to run again with STREAMPROC_DIRECT_DELIVERY=0 (Faust's race)",
     )
+    parser.add_argument("--providers", default=",".join(PROVIDERS), help="whose events")
     args = parser.parse_args()
     batches = tuple(int(value) for value in args.batches.split(","))
     race = tuple(int(value) for value in args.race.split(",") if value)
-    print(table(await run(args.events, batches, race)))
+    providers = tuple(name for name in args.providers.split(",") if name)
+    print(table(await run(args.events, batches, race, providers)))
 
 
 def worker_env(
