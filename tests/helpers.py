@@ -232,7 +232,9 @@ def in_memory_pipeline(default, partitions: int = 4, **senders):
     from streamproc.worker.pipeline import Pipeline
 
     chosen = {name: senders.get(name, default) for name in SENDERS}
-    return Pipeline(table={}, instance_table={}, partitions=partitions, **chosen)
+    return Pipeline(
+        table={}, instance_table={}, partitions=partitions, providers=PROVIDERS, **chosen
+    )
 
 
 @contextlib.contextmanager

