@@ -37,6 +37,24 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 
 
+RETRIED_BY_AIOKAFKA = ("Group Coordinator Request failed",)
+"""aiokafka messages logged at ERROR for an error it then retries by itself."""
+
+
+class RetriedErrors(logging.Filter):
+    """Drops aiokafka's ERROR lines about a retriable error it goes on to retry (a fresh
+    Kafka answers GroupCoordinatorNotAvailable while it creates ``__consumer_offsets``, and
+    ``streamproc status`` printed an ERROR for a lookup that then worked). Kept at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("aiokafka") or record.levelno < logging.ERROR:
+            return True
+        if not str(record.msg).startswith(RETRIED_BY_AIOKAFKA):
+            return True
+        error = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return not getattr(error, "retriable", False)
+
+
 def logging_config(level: str = "INFO", log_format: str = "text") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` dictionary for ``level`` and ``log_format``."""
     if log_format not in LOG_FORMATS:
@@ -53,11 +71,13 @@ def logging_config(level: str = "INFO", log_format: str = "text") -> dict[str, A
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"streamproc": formatter},
+        "filters": {"retried": {"()": RetriedErrors}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "streamproc",
                 "stream": "ext://sys.stderr",
+                "filters": [] if level == "DEBUG" else ["retried"],
             }
         },
         "root": {"level": level, "handlers": ["stderr"]},

@@ -35,7 +35,7 @@ async def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout_s: flo
     from aiokafka import AIOKafkaConsumer
 
     from streamproc.kafka.metadata import topic_partitions
-    from streamproc.kafka.offsets import log_ends
+    from streamproc.kafka.reading import read_to_end
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -43,26 +43,12 @@ async def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout_s: flo
         deadline = time.monotonic() + timeout_s
         while True:
             parts = await topic_partitions(consumer, topic)
-            records = []
-            if parts:
-                ends = await log_ends(consumer, parts)
-                await consumer.seek_to_beginning(*parts)
-                while await _behind(consumer, ends):
-                    batch = await consumer.getmany(timeout_ms=500)
-                    for tp_records in batch.values():
-                        records.extend(tp_records)
+            records = [record async for record in read_to_end(consumer, parts)]
             if len(records) >= expect or time.monotonic() > deadline:
                 return sorted(records, key=lambda r: (r.partition, r.offset))
             await asyncio.sleep(0.2)
     finally:
         await consumer.stop()
-
-
-async def _behind(consumer, ends: dict) -> bool:
-    for tp, end in ends.items():
-        if await consumer.position(tp) < end:
-            return True
-    return False
 
 
 DAILY_KEY = b"daily-secret-key-0123456789abcdef"

@@ -22,6 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streamproc.kafka.metadata import topic_partitions
+from streamproc.kafka.reading import read_to_end
 from streamproc.local.s3 import local_client
 from streamproc.ops.progress import progress_bar
 from streamproc.providers import PROVIDERS
@@ -172,13 +173,8 @@ async def _read_all(bootstrap: str, topic: str) -> list[dict]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        messages = []
-        for tp in await topic_partitions(consumer, topic):
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            while batch := await consumer.getmany(tp, timeout_ms=300):
-                messages.extend(orjson.loads(r.value) for r in batch.get(tp, []))
-        return messages
+        tps = await topic_partitions(consumer, topic)
+        return [orjson.loads(record.value) async for record in read_to_end(consumer, tps)]
     finally:
         await consumer.stop()
 

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
+from streamproc.kafka.reading import read_to_end
 from streamproc.settings import Settings
 from streamproc.worker.topics import fetch_group
 
@@ -118,21 +119,13 @@ async def _read(
     reader: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict[TopicPartition, int]
 ) -> list[dict]:
     """Every message of ``tps`` up to ``ends``, decoded; a message that is not JSON is skipped."""
-    wanted = [tp for tp in tps if ends[tp] > 0]
-    if not wanted:
-        return []
-    reader.assign(wanted)
-    await reader.seek_to_beginning(*wanted)
     messages = []
-    while pending := [tp for tp in wanted if await reader.position(tp) < ends[tp]]:
-        batch = await reader.getmany(*pending, timeout_ms=500)
-        for tp, records in batch.items():
-            for record in records:
-                if record.offset < ends[tp] and record.value is not None:
-                    try:
-                        messages.append(orjson.loads(record.value))
-                    except orjson.JSONDecodeError:
-                        continue
+    async for record in read_to_end(reader, tps, stops=ends):
+        if record.value is not None:
+            try:
+                messages.append(orjson.loads(record.value))
+            except orjson.JSONDecodeError:
+                continue
     return messages
 
 

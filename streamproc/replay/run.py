@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -29,6 +28,7 @@ from streamproc.core.stalls import StallClock
 from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.partitions import KeyHashPartitioner, partition_for
+from streamproc.kafka.reading import QUIET_S, ReadReport, read_to_end
 from streamproc.ops.progress import progress_bar
 from streamproc.providers import Provider, enabled_providers
 from streamproc.providers.decode import Skipped, Unlinked, Unusable, decode_record, header_dict
@@ -37,8 +37,6 @@ from streamproc.settings import Settings
 
 log = logging.getLogger(__name__)
 FoldFunction = Callable[..., tuple[RecordingState, FoldOutput]]
-QUIET_S = 20.0
-"""Seconds without a record, below a partition's end, before a replay gives up on its rest."""
 WRITE_EVERY = 1000
 """A replay that writes sends its outputs in chunks of this many as it goes."""
 
@@ -94,43 +92,6 @@ async def _offset_at(
     return found.offset
 
 
-async def _records(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, stop: int, counts: Counter[str] | None = None
-) -> AsyncIterator[ConsumerRecord]:
-    """The partition's records from its start up to ``stop``.
-
-    An empty answer is not the end: a broker with its log on slow storage answers a fetch
-    with nothing when a read takes longer than the fetch's wait
-    (``tests/integration/test_replay_durable_broker.py``). Only ``QUIET_S`` without a record
-    ends the partition early (offsets with no record at its tail, which a durable broker's
-    restart can leave); that is counted in ``counts["partitions_cut_short"]`` and logged."""
-    consumer.assign([tp])
-    await consumer.seek_to_beginning(tp)
-    quiet_since = time.monotonic()
-    while (position := await consumer.position(tp)) < stop:
-        batch = await consumer.getmany(tp, timeout_ms=1000)
-        records = batch.get(tp, [])
-        if not records:
-            if time.monotonic() - quiet_since < QUIET_S:
-                continue
-            log.warning(
-                "%s: no record came for %.0f s at offset %d, below the end %d; "
-                "going on without the rest of this partition",
-                tp,
-                QUIET_S,
-                position,
-                stop,
-            )
-            if counts is not None:
-                counts["partitions_cut_short"] += 1
-            return
-        quiet_since = time.monotonic()
-        for record in records:
-            if record.offset >= stop:
-                return
-            yield record
-
-
 async def replay(
     settings: Settings,
     selection: ReplayRange,
@@ -184,21 +145,23 @@ async def replay(
         total = sum(stops.values())
         bar = progress_bar(total, "replay", unit="rec", enabled=progress)
         providers = enabled_providers(settings)
-        for tp in tps:
-            async for record in _records(consumer, tp, stops[tp], result.counts):
-                bar.update(1)
-                _apply(
-                    result,
-                    record,
-                    emit=record.offset >= starts[tp],
-                    settings=settings,
-                    output_suffix=output_suffix,
-                    refetch=refetch,
-                    fold_fn=fold_fn,
-                    providers=providers,
-                )
-                if len(result.emitted) >= WRITE_EVERY:
-                    await _hand_over(producer, result, keep_outputs)
+        report = ReadReport()
+        by_partition = {tp.partition: start for tp, start in starts.items()}
+        async for record in read_to_end(consumer, tps, stops=stops, report=report):
+            bar.update(1)
+            _apply(
+                result,
+                record,
+                emit=record.offset >= by_partition[record.partition],
+                settings=settings,
+                output_suffix=output_suffix,
+                refetch=refetch,
+                fold_fn=fold_fn,
+                providers=providers,
+            )
+            if len(result.emitted) >= WRITE_EVERY:
+                await _hand_over(producer, result, keep_outputs)
+        result.counts["partitions_cut_short"] += len(report.cut_short)
         _announce_failed_starts(result, settings, output_suffix)
         await _hand_over(producer, result, keep_outputs)
         bar.close()
@@ -380,13 +343,12 @@ async def current_statuses(settings: Settings) -> dict[str, str]:
 
     consumer = await _reader(settings)
     try:
-        tps = await _partitions(consumer, settings.state_topic)
-        ends = await log_ends(consumer, tps)
         latest: dict[str, str] = {}
-        for tp in tps:
-            async for record in _records(consumer, tp, ends[tp]):
-                message = orjson.loads(record.value)
-                latest[message["recording_id"]] = message["status"]
+        async for record in read_to_end(
+            consumer, await _partitions(consumer, settings.state_topic)
+        ):
+            message = orjson.loads(record.value)
+            latest[message["recording_id"]] = message["status"]
         return latest
     finally:
         await consumer.stop()

@@ -85,3 +85,18 @@ def test_a_quiet_worker_keeps_debug_records_off(level):
     configure_logging(level)
     faust_worker(app, settings).on_setup_root_logger(logging.root, number)
     assert not logging.getLogger("streamproc.worker.pipeline").isEnabledFor(logging.DEBUG)
+
+
+def test_an_error_aiokafka_retries_by_itself_is_not_printed(capsys):
+    """aiokafka logs a retriable coordinator lookup failure at ERROR, then retries it."""
+    from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
+
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    configure_logging("INFO")
+    coordinator.error("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())
+    assert capsys.readouterr().err == ""
+    coordinator.error("Group Coordinator Request failed: %s", GroupAuthorizationFailedError())
+    assert "GroupAuthorizationFailedError" in capsys.readouterr().err  # not retriable: shown
+    configure_logging("DEBUG")
+    coordinator.error("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())
+    assert "GroupCoordinatorNotAvailableError" in capsys.readouterr().err
