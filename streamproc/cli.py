@@ -161,8 +161,8 @@ def _run_status(args: argparse.Namespace) -> int:
 
 
 def _local_stack_or_exit(command: str, *modules: str) -> None:
-    """``up`` runs the embedded broker and S3 server, ``broker`` the broker: the ``local``
-    extra, which a production install leaves out."""
+    """``up`` runs the embedded broker and S3 server, ``broker`` the broker, ``demo`` fills
+    the S3 server: the ``local`` extra, which a production install leaves out."""
     from streamproc.local import LOCAL_EXTRA, LOCAL_PACKAGES, missing_local_packages
 
     missing = missing_local_packages(modules or tuple(LOCAL_PACKAGES))
@@ -198,6 +198,7 @@ def _run_up(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    _local_stack_or_exit("demo", "moto")  # it puts the demo's files in the embedded S3 (boto3)
     from streamproc.local.demo import main as demo_main
 
     return demo_main(args.recordings, args.wait)
