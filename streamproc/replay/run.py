@@ -1,10 +1,14 @@
 """``streamproc replay``: derive state and lifecycle again from the raw log, from any point.
 
-Each selected partition is folded from its first record, so the state at the start point is
-exactly what the log says; outputs are emitted only for records inside the chosen range
-(``--from-offset``/``--from-time`` to ``--to-offset``/``--to-time``). The fold is pure and
-the ids are deterministic, so replaying the same range twice writes the same keys, ids and
-values, and consumers can de-duplicate a replay against the live output.
+Each selected partition is read from its first record through the worker's own derivation
+(``replay/topology.py``), so the state at the start point is exactly what the log says;
+outputs are emitted only for records inside the chosen range (``--from-offset``/
+``--from-time`` to ``--to-offset``/``--to-time``) and what they caused. The ids are
+deterministic, so replaying the same range twice writes the same keys, ids and values, and
+consumers can de-duplicate a replay against the live output.
+
+A replay of some partitions (``--partition``) reads no record of the others, so it joins no
+error to a start that sits in another partition and announces no failed start.
 
 The end of each partition is its log end when the replay starts, read from a fetch
 (``streamproc.kafka.offsets``: the embedded broker's ListOffsets answer is short).
@@ -15,28 +19,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streamproc.core import derived
-from streamproc.core.events import RecordingEvent
-from streamproc.core.fold import FoldOutput, RecordingState, SourcePosition, fold
-from streamproc.core.stalls import StallClock
+from streamproc.core.fold import RecordingState, fold
+from streamproc.derivation.join import held_instances
+from streamproc.derivation.step import FoldFunction
 from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
-from streamproc.kafka.partitions import KeyHashPartitioner, partition_for
+from streamproc.kafka.partitions import KeyHashPartitioner
 from streamproc.kafka.reading import QUIET_S, ReadReport, read_to_end
 from streamproc.ops.progress import progress_bar
-from streamproc.providers import Provider, enabled_providers
-from streamproc.providers.decode import Skipped, Unlinked, Unusable, decode_record, header_dict
+from streamproc.providers import enabled_providers
 from streamproc.replay.states import ReplayStates
+from streamproc.replay.topology import ReplayTopology
 from streamproc.settings import Settings
 
 log = logging.getLogger(__name__)
-FoldFunction = Callable[..., tuple[RecordingState, FoldOutput]]
 WRITE_EVERY = 1000
 """A replay that writes sends its outputs in chunks of this many as it goes."""
 
@@ -53,22 +55,16 @@ class ReplayRange:
 
 @dataclass
 class ReplayResult:
-    states: ReplayStates = field(default_factory=ReplayStates)
+    states: ReplayStates
     """Every recording's state, on disk with the recent ones in memory (``replay_states``)."""
     emitted: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     """(topic, key, value) in emission order: all of them in a dry run; in a replay that
     writes, those not written yet (they are sent as the replay goes, so memory holds the
     states, not the outputs)."""
     counts: Counter[str] = field(default_factory=Counter)
-    linked: dict[str, str] = field(default_factory=dict)
-    """Instance id -> recording id, from every event that names both (the worker's join)."""
-    held: dict[str, list[tuple[RecordingEvent, SourcePosition, bool]]] = field(default_factory=dict)
-    """Events naming only an instance not linked yet, with where they came from and whether
-    their outputs are in the replayed range."""
-    watermark: float = 0.0
-    """The newest event time seen: the worker's join keeps one per partition."""
-    clock: StallClock | None = None
-    """Stall detection (``stalls.py``), over its own store as the worker's is its table."""
+    held: dict[str, int] = field(default_factory=dict)
+    """Instance id -> events held for it: events naming only an instance that no
+    ``recording.started`` linked (the join's, ``derivation/join.py``)."""
     starts: dict[int, int] = field(default_factory=dict)
     """Per partition, the first offset whose outputs are emitted (``--from-offset``/``-time``)."""
 
@@ -108,7 +104,6 @@ async def replay(
     A dry run keeps every output in ``result.emitted`` unless ``keep_outputs`` is False
     (the command counts them only: memory then holds the states, not the outputs)."""
     topic = settings.raw_topic
-    result = ReplayResult()
     producer = None
     if not dry_run:
         producer = AIOKafkaProducer(
@@ -125,8 +120,8 @@ async def replay(
             await producer.stop()
         raise
     try:
-        tps = await _partitions(consumer, topic)
-        result.clock = StallClock({}, settings.stall_after_s, len(tps))
+        all_partitions = await _partitions(consumer, topic)
+        tps = all_partitions
         if selection.partitions is not None:
             tps = [tp for tp in tps if tp.partition in set(selection.partitions)]
         ends = await log_ends(consumer, tps)
@@ -141,28 +136,31 @@ async def replay(
             if selection.to_time is not None:
                 stop = min(stop, await _offset_at(consumer, tp, selection.to_time, ends[tp]))
             starts[tp], stops[tp] = start, stop
-            result.starts[tp.partition] = start
-        total = sum(stops.values())
-        bar = progress_bar(total, "replay", unit="rec", enabled=progress)
-        providers = enabled_providers(settings)
+        counts: Counter[str] = Counter()
+        topology = ReplayTopology(
+            settings,
+            len(all_partitions),
+            enabled_providers(settings),
+            output_suffix=output_suffix,
+            refetch=refetch,
+            fold_fn=fold_fn,
+            counts=counts,
+        )
+        result = ReplayResult(
+            ReplayStates(topology.store),
+            topology.outputs.emitted,
+            counts,
+            starts={tp.partition: start for tp, start in starts.items()},
+        )
+        bar = progress_bar(sum(stops.values()), "replay", unit="rec", enabled=progress)
         report = ReadReport()
-        by_partition = {tp.partition: start for tp, start in starts.items()}
         async for record in read_to_end(consumer, tps, stops=stops, report=report):
             bar.update(1)
-            _apply(
-                result,
-                record,
-                emit=record.offset >= by_partition[record.partition],
-                settings=settings,
-                output_suffix=output_suffix,
-                refetch=refetch,
-                fold_fn=fold_fn,
-                providers=providers,
-            )
+            result.counts["records"] += 1
+            await topology.handle(record, emit=record.offset >= result.starts[record.partition])
             if len(result.emitted) >= WRITE_EVERY:
                 await _hand_over(producer, result, keep_outputs)
-        result.counts["partitions_cut_short"] += len(report.cut_short)
-        _announce_failed_starts(result, settings, output_suffix)
+        _count(result, topology, len(report.cut_short))
         await _hand_over(producer, result, keep_outputs)
         bar.close()
     finally:
@@ -192,131 +190,16 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     return partitions
 
 
-def _apply(
-    result: ReplayResult,
-    record: ConsumerRecord,
-    *,
-    emit: bool,
-    settings: Settings,
-    output_suffix: str | None,
-    refetch: bool,
-    fold_fn: FoldFunction,
-    providers: Mapping[str, Provider],
-) -> None:
-    """One raw record, through the same steps as the worker, instance join included."""
-    result.counts["records"] += 1
-    decoded = decode_record(
-        record.value, header_dict(record.headers), settings.max_body_bytes, providers
-    )
-    if isinstance(decoded, Unusable | Skipped):
-        result.counts["unusable" if isinstance(decoded, Unusable) else "skipped"] += 1
-        return
-    source = SourcePosition(record.topic, record.partition, record.offset)
-    event_time = decoded.event.occurred_at if isinstance(decoded, Unlinked) else decoded.occurred_at
-    result.watermark = max(result.watermark, event_time)
-    options = {"settings": settings, "output_suffix": output_suffix, "refetch": refetch}
-    if isinstance(decoded, Unlinked):
-        recording_id = result.linked.get(decoded.instance_id)
-        if recording_id is None:
-            result.held.setdefault(decoded.instance_id, []).append((decoded.event, source, emit))
-            return
-        decoded = replace(decoded.event, recording_id=recording_id)
-    _fold_one(result, decoded, source, emit, fold_fn, **options)
-    if decoded.instance_id and decoded.instance_id not in result.linked:
-        result.linked[decoded.instance_id] = decoded.recording_id
-        for event, held_source, held_emit in result.held.pop(decoded.instance_id, []):
-            linked = replace(event, recording_id=decoded.recording_id)
-            _fold_one(result, linked, held_source, held_emit, fold_fn, **options)
-
-
-def _announce_failed_starts(
-    result: ReplayResult, settings: Settings, output_suffix: str | None
-) -> None:
-    """The worker's join step 4 (``worker/join.py``), once the whole range is read: every
-    instance still unlinked ``START_GRACE_S`` before the newest event time is a failed start. The
-    worker decides per partition as it goes, so a start that came more than the grace after
-    its error (in event time) can be announced live and not here."""
-    topic = settings.lifecycle_topic
-    name = f"{topic}.{output_suffix}" if output_suffix else topic
-    for instance_id, held in sorted(result.held.items()):
-        first, _, emit = min(held, key=lambda item: item[0].occurred_at)
-        if first.occurred_at >= result.watermark - derived.START_GRACE_S or not emit:
-            continue
-        message = derived.start_failed_message(
-            provider=first.provider,
-            instance_id=instance_id,
-            caused_by=first.event_id,
-            occurred_at=first.occurred_at,
-            room=first.room,
-            error=first.error,
-        )
-        result.emitted.append((name, instance_id.encode(), derived.encode(message)))
-        result.counts[f"emitted.{topic}"] += 1
-        result.counts["start_failed"] += 1
-
-
-def _fold_one(
-    result: ReplayResult,
-    event: RecordingEvent,
-    source: SourcePosition,
-    emit: bool,
-    fold_fn: FoldFunction,
-    *,
-    settings: Settings,
-    output_suffix: str | None,
-    refetch: bool,
-) -> None:
-    state, output = fold_fn(result.states.get(event.recording_id), event, source)
-    result.states[event.recording_id] = state
-    if not output.changed:
-        return
-    result.counts["folded"] += emit
-    _emit(result, state, output, event.event_id, emit, settings, output_suffix, refetch)
-    clock = result.clock
-    if clock is None:
-        return
-    partition = partition_for(event.recording_id.encode(), clock.partitions)
-    for stalled in clock.observe(
-        partition, state, event.event_id, event.occurred_at, result.states.get
-    ):
-        result.states[stalled.state.recording_id] = stalled.state
-        result.counts["stalled"] += 1
-        _emit(
-            result,
-            stalled.state,
-            stalled.output,
-            event.event_id,
-            emit,
-            settings,
-            output_suffix,
-            refetch,
-        )
-
-
-def _emit(
-    result: ReplayResult,
-    state: RecordingState,
-    output: FoldOutput,
-    event_id: str,
-    emit: bool,
-    settings: Settings,
-    output_suffix: str | None,
-    refetch: bool,
-) -> None:
-    """What the worker sends for one fold step, if its record is in the replayed range."""
-    if not emit:
-        return
-    key = state.recording_id.encode()
-    topics = {
-        "state": settings.state_topic,
-        "lifecycle": settings.lifecycle_topic,
-        "fetch": settings.fetch_topic,
-    }
-    for kind, message in derived.fold_messages(state, output, event_id, refetch):
-        topic = topics[kind]
-        name = f"{topic}.{output_suffix}" if output_suffix else topic
-        result.emitted.append((name, key, derived.encode(message)))
-        result.counts[f"emitted.{topic}"] += 1
+def _count(result: ReplayResult, topology: ReplayTopology, cut_short: int) -> None:
+    """The derivation's counts in the replay's terms, and what the join still holds."""
+    counts = topology.derivation.counts
+    result.counts["folded"] = counts["folded"]
+    result.counts["unusable"] = counts["dead_lettered.decode"]
+    result.counts["skipped"] = sum(n for name, n in counts.items() if name.startswith("skipped."))
+    result.counts["start_failed"] = counts["join.start_failed"]
+    result.counts["stalled"] = counts["stalled"]
+    result.counts["partitions_cut_short"] += cut_short
+    result.held = held_instances(topology.instance_table)
 
 
 async def _hand_over(
@@ -377,7 +260,7 @@ def print_report(settings: Settings, result: ReplayResult, *, dry_run: bool, sho
         if name.startswith("emitted."):
             verb = "would write" if dry_run else "wrote"
             print(f"  {verb} {count} message(s) to {name.removeprefix('emitted.')}")
-    held = sum(len(events) for events in result.held.values())
+    held = sum(result.held.values())
     if held:
         print(
             f"{held} event(s) name only an instance that no recording.started linked "

@@ -28,7 +28,7 @@ from streamproc.worker import engine
 from streamproc.worker.batch_table import BatchTable, handling
 from streamproc.worker.gaps import SkippedRecordSweeper
 from streamproc.worker.metrics import WorkerCollector, WorkerMetrics
-from streamproc.worker.pipeline import Pipeline, source_headers
+from streamproc.worker.pipeline import Pipeline, forwarding_headers
 from streamproc.worker.senders import ProducerSender
 from streamproc.worker.topics import group_id, instances_topic, rekeyed_topic
 
@@ -163,7 +163,7 @@ def _sweeper(
     """The skipped-record sweeper (``gaps.py``), wired to the group's assignments."""
 
     async def forward_raw(record: Any) -> None:
-        headers = {**header_dict(record.headers), **source_headers(record)}
+        headers = {**header_dict(record.headers), **forwarding_headers(record)}
         await topics.rekeyed.send(key=record.key, value=record.value, headers=list(headers.items()))
 
     async def forward_fetch(record: Any) -> None:

@@ -1,16 +1,10 @@
-"""Where the worker's outputs go: anything with Faust's ``send(key=, value=, headers=)``."""
+"""The worker's fast ``Sender`` (``derivation/sender.py``)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import faust
-
-
-class Sender(Protocol):
-    """A topic, or a ``ProducerSender``."""
-
-    async def send(self, *, key: bytes, value: bytes, headers: Any = None) -> Any: ...
 
 
 class ProducerSender:
@@ -26,5 +20,7 @@ class ProducerSender:
         self.app = app
         self.topic = topic
 
-    async def send(self, *, key: bytes, value: bytes, headers: Any = None) -> Any:
-        return await self.app.producer.send(self.topic, key, value, None, None, headers)
+    async def send(
+        self, *, key: bytes, value: bytes, headers: Any = None, partition: int | None = None
+    ) -> Any:
+        return await self.app.producer.send(self.topic, key, value, partition, None, headers)

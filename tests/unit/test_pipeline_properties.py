@@ -53,7 +53,7 @@ class Queue:
         self.pending: deque[tuple[bytes, bytes, dict[str, bytes]]] = deque()
         self.offset = 0
 
-    async def send(self, *, key: bytes, value: bytes, headers=None) -> None:
+    async def send(self, *, key: bytes, value: bytes, headers=None, partition=None) -> None:
         self.pending.append((key, value, dict(headers or [])))
 
 
@@ -61,7 +61,7 @@ class Output:
     def __init__(self) -> None:
         self.sent: list[dict] = []
 
-    async def send(self, *, key: bytes, value: bytes, headers=None) -> None:
+    async def send(self, *, key: bytes, value: bytes, headers=None, partition=None) -> None:
         self.sent.append(orjson.loads(value))
 
 

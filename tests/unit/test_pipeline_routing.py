@@ -19,7 +19,7 @@ class Topic:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
 
-    async def send(self, *, key, value, headers=None) -> None:
+    async def send(self, *, key, value, headers=None, partition=None) -> None:
         self.sent.append(key)
 
 
