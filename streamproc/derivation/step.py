@@ -87,10 +87,13 @@ class Derivation:
         infrastructure_errors: tuple[type[BaseException], ...] = (),
         refetch: bool = False,
         fold_fn: FoldFunction = fold,
+        dead_letter_log_level: int = logging.WARNING,
     ) -> None:
         """``infrastructure_errors``: raised, never dead-lettered (they are not the record's
         fault: the caller's crash gets the record read again). ``refetch``: fetch requests
-        ask for files the sink already has (``streamproc replay --refetch``)."""
+        ask for files the sink already has (``streamproc replay --refetch``).
+        ``dead_letter_log_level``: a replay, which counts what the worker dead-lettered
+        already, logs it at DEBUG."""
         self.partitions = partitions
         self.stalls = StallClock(table, stall_after_s, partitions)
         self.marks = RawWatermarks(table)
@@ -105,6 +108,7 @@ class Derivation:
         self.infrastructure_errors = infrastructure_errors
         self.refetch = refetch
         self.fold_fn = fold_fn
+        self.dead_letter_log_level = dead_letter_log_level
         self.counts: Counter[str] = Counter()
         self.linked: OrderedDict[tuple[str, str, bool], None] = OrderedDict()
         self.join = InstanceJoin(
@@ -129,7 +133,8 @@ class Derivation:
     ) -> None:
         """The one failure policy: log with position and recording, then dead-letter."""
         self.counts[f"dead_lettered.{stage}"] += 1
-        log.warning(
+        log.log(
+            self.dead_letter_log_level,
             "dead-lettering %s:%d@%d (recording %s) at %s: %s",
             source.topic,
             source.partition,

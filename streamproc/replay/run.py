@@ -193,7 +193,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
 def _count(result: ReplayResult, topology: ReplayTopology, cut_short: int) -> None:
     """The derivation's counts in the replay's terms, and what the join still holds."""
     counts = topology.derivation.counts
-    result.counts["folded"] = counts["folded"]
+    result.counts["folded"] = topology.folded_into_outputs
     result.counts["unusable"] = counts["dead_lettered.decode"]
     result.counts["skipped"] = sum(n for name, n in counts.items() if name.startswith("skipped."))
     result.counts["start_failed"] = counts["join.start_failed"]

@@ -14,6 +14,7 @@ from that offset on.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ class ReplayTopology:
         self.outputs = Outputs(output_suffix, counts)
         self.store = ReplayStore()
         self.instance_table: dict[bytes, bytes] = {}
+        self.folded_into_outputs = 0
         self.derivation = Derivation(
             table=self.store,
             state=self.outputs.topic(settings.state_topic),
@@ -128,12 +130,14 @@ class ReplayTopology:
             stall_after_s=settings.stall_after_s,
             refetch=refetch,
             fold_fn=fold_fn,
+            dead_letter_log_level=logging.DEBUG,
         )
 
     async def handle(self, record: ConsumerRecord, *, emit: bool) -> None:
         """One raw record and everything it causes, its outputs kept if ``emit``."""
         self.outputs.emitting = emit
         derivation = self.derivation
+        folded = derivation.counts["folded"]
         await derivation.handle_raw(
             record.topic,
             record.partition,
@@ -149,3 +153,5 @@ class ReplayTopology:
                 await derivation.handle_instance(*place)
             else:
                 await derivation.handle_raw(*place, rekeyed=True)
+        if emit:
+            self.folded_into_outputs += derivation.counts["folded"] - folded

@@ -68,19 +68,19 @@ PARTITIONS = 4
 """The raw topic's (and so the instances topic's) partition count in these tests."""
 
 
-def _same_partition_as(instance_id: str, partitions: int) -> str:
-    """Another instance id that the producer's partitioner (murmur2, as Kafka's and Faust's)
-    puts on the same partition: the join's event-time watermark is per partition."""
+def _one_per_partition(partitions: int) -> list[str]:
+    """Instance ids that the producer's partitioner (murmur2, as Kafka's and Faust's) puts
+    one on each partition: a failed start is decided once every raw partition's event time
+    has passed its grace."""
     partition_of = DefaultPartitioner()
-    wanted = partition_of(instance_id.encode(), list(range(partitions)), list(range(partitions)))
+    found: dict[int, str] = {}
     for index in range(1000):
         candidate = f"inst-later-{index}"
-        if (
-            partition_of(candidate.encode(), list(range(partitions)), list(range(partitions)))
-            == wanted
-        ):
-            return candidate
-    raise AssertionError("no instance id on the same partition")
+        every = list(range(partitions))
+        found.setdefault(partition_of(candidate.encode(), every, every), candidate)
+        if len(found) == partitions:
+            return [found[partition] for partition in range(partitions)]
+    raise AssertionError("no instance id for some partition")
 
 
 def _states_and_join_settled(states: dict, recordings: dict) -> bool:
@@ -158,12 +158,15 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
     never_started = _with(
         example("daily", "recording.error"), id="err-3", payload__instance_id="inst-never"
     )
-    an_hour_later = _with(
-        example("daily", "recording.error"),
-        id="err-4",
-        payload__instance_id=_same_partition_as("inst-never", PARTITIONS),
-        event_ts=orjson.loads(example("daily", "recording.error"))["event_ts"] + 3600,
-    )
+    an_hour_later = [
+        _with(
+            example("daily", "recording.error"),
+            id=f"err-4-{instance}",
+            payload__instance_id=instance,
+            event_ts=orjson.loads(example("daily", "recording.error"))["event_ts"] + 3600,
+        )
+        for instance in _one_per_partition(PARTITIONS)
+    ]
     late_start = _with(
         daily_started,
         id="sta-failing",
@@ -190,10 +193,10 @@ async def test_webhooks_become_state_lifecycle_and_verified_downloads(stack, bro
         ("daily", failing),
         ("daily", early_error),
         ("daily", late_start),
-        # An instance that never starts, and an error on the same instances partition an hour
-        # of event time later: the first is then announced as a failed start attempt.
+        # An instance that never starts, and errors on every raw partition an hour of event
+        # time later: the first is then announced as a failed start attempt.
         ("daily", never_started),
-        ("daily", an_hour_later),
+        *[("daily", body) for body in an_hour_later],
         ("daily", daily_ready),
         ("daily", missing_file),
     ]:

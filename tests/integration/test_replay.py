@@ -144,10 +144,10 @@ async def test_dry_run_after_a_fold_change_reports_the_difference(log, broker):
     before = await current_statuses(settings)
     assert before["r5"] == "active"
 
-    def fold_that_finishes_active(state, event, source=None):
+    def fold_that_finishes_active(state, event, *positions):
         if event.status == "active":
             event = dataclasses.replace(event, status="finished")
-        return fold(state, event, source)
+        return fold(state, event, *positions)
 
     result = await replay(
         settings, ReplayRange(), dry_run=True, fold_fn=fold_that_finishes_active, progress=False
@@ -222,7 +222,8 @@ async def test_replay_joins_errors_named_by_instance_like_the_worker(broker):
             (1, orjson.dumps(started)),
             (0, error("inst-never")),
             (1, error("inst-recent", at=1010 + 500)),
-            (1, error("inst-later", at=1010 + 700)),  # 700 s later: inst-never is overdue
+            (1, error("inst-later", at=1010 + 700)),
+            (0, error("inst-later-0", at=1010 + 700)),  # both partitions 700 s on: overdue
         ]
         for partition, body in bodies:
             await producer.send_and_wait(
@@ -233,7 +234,7 @@ async def test_replay_joins_errors_named_by_instance_like_the_worker(broker):
     result = await replay(settings, ReplayRange(), dry_run=True, progress=False)
     assert {rid: state.status for rid, state in result.states.items()} == {"rec-x": "failed"}
     assert result.states["rec-x"].error == "boom"
-    assert sorted(result.held) == ["inst-later", "inst-never", "inst-recent"]
+    assert sorted(result.held) == ["inst-later", "inst-later-0", "inst-never", "inst-recent"]
     announced = [
         orjson.loads(value)
         for topic, _, value in result.emitted
