@@ -1,9 +1,11 @@
 """Stalled recordings: ``starting`` or ``active`` with no event for ``after_s`` of event time.
 
 Time here is event time, never the wall clock: each partition of the recordings table keeps
-a clock, the newest event time folded on it (its watermark), stored in the table under a
-key of its own, so a replay of the same log decides exactly as the live worker did, and a
-worker that takes the partition over goes on from the same watermark.
+a clock, the newest event time read on the same partition of the raw topic (its watermark),
+stored in the table under a key of its own, so a replay of the same log decides exactly as
+the live worker did, and a worker that takes the partition over goes on from the same
+watermark. Events that reach the partition through the re-keyed topic do not move it: when
+they arrive depends on how the worker's partitions were read, not on the log.
 
 Which recordings are open is not stored again: the states say it. An index in memory keeps
 them in buckets by the time of their last event (``BUCKET_S`` wide, a timer wheel), built
@@ -68,26 +70,28 @@ class StallClock:
     def observe(
         self,
         partition: int,
-        state: RecordingState,
+        state: RecordingState | None,
         event_id: str,
-        event_time: float,
+        event_time: float | None,
         load: LoadState,
         position: tuple[str, int] | None = None,
     ) -> list[Stalled]:
-        """After event ``event_id`` was folded into ``state`` on ``partition``: bucket the
-        recording if it is open, advance the watermark, and return the recordings that
-        stalled (new states and outputs, caused by ``event_id``; the caller stores and sends
-        them). ``position`` (``"topic:partition"``, offset) is the record handled, for a
-        worker that can see it again; a replay, which cannot, passes None."""
+        """After event ``event_id`` was handled on ``partition``: bucket the recording it
+        was folded into (``state``, if any) if it is open, advance the watermark to
+        ``event_time`` (None for an event not read from the raw topic), and return the
+        recordings that stalled (new states and outputs, caused by ``event_id``; the caller
+        stores and sends them). ``position`` (``"topic:partition"``, offset) is the record
+        handled, for a caller that can see it again, or None."""
         index = self._index(partition)
         clock = self._load_clock(partition)
         where = None if position is None else f"{position[0]}@{position[1]}"
         if where is not None and where in clock["declared"]:
             return self._declared_again(clock["declared"][where], load)
-        if state.status in OPEN_STATUSES:
+        if state is not None and state.status in OPEN_STATUSES:
             index.setdefault(_bucket(state), set()).add(state.recording_id)
         before = dict(clock)
-        clock["watermark"] = max(clock["watermark"], event_time)
+        if event_time is not None:
+            clock["watermark"] = max(clock["watermark"], event_time)
         stalled = self._expire(index, clock["watermark"], load, caused_by=event_id)
         if position is not None:
             declared = {

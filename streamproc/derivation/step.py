@@ -189,7 +189,10 @@ class Derivation:
         if not rekeyed:
             mark, moved = self.marks.advance(partition, event.occurred_at)
         place = (topic, partition, offset, key, value, headers, source)
-        await self._to_recording(*place, decoded, mark)
+        folded = await self._to_recording(*place, decoded, mark)
+        if folded is not None or not rekeyed:
+            here = SourcePosition(topic, partition, offset)
+            await self._observe_time(here, folded, event, advance=not rekeyed)
         if moved:
             await self.join.send_mark(partition, mark)
 
@@ -204,8 +207,8 @@ class Derivation:
         source: SourcePosition,
         decoded: RecordingEvent | Unlinked,
         mark: float | None,
-    ) -> None:
-        """Steps 1 (the join) to 4 for a decoded event."""
+    ) -> RecordingState | None:
+        """Steps 1 (the join) to 4 for a decoded event; the state it changed, if any."""
         if isinstance(decoded, Unlinked):
             event = decoded.event
             summary = {
@@ -218,7 +221,7 @@ class Derivation:
             }
             routed = {**headers, **source_headers(source)}
             await self.join.route(decoded.instance_id, value or b"", routed, summary)
-            return
+            return None
         if decoded.instance_id:
             await self._link(decoded.instance_id, decoded.recording_id, mark)
         recording_key = decoded.recording_id.encode()
@@ -226,10 +229,10 @@ class Derivation:
             self.counts["rekeyed"] += 1
             forwarded = {**headers, **source_headers(source)}
             await self.rekeyed.send(key=recording_key, value=value, headers=list(forwarded.items()))
-            return
+            return None
         try:
             here = SourcePosition(topic, partition, offset)
-            await self._fold(recording_key, decoded, source, here)
+            return await self._fold(recording_key, decoded, source, here)
         except self.infrastructure_errors:
             raise
         except Exception as exc:
@@ -237,6 +240,7 @@ class Derivation:
             await self.dead_letter(
                 "fold", repr(exc), source, key, value, headers, decoded.recording_id
             )
+            return None
 
     async def _link(self, instance_id: str, recording_id: str, mark: float | None) -> None:
         """Step 1's link, once per pair (a link with a mark also after one without)."""
@@ -295,10 +299,9 @@ class Derivation:
 
     async def _fold(
         self, key: bytes, event: RecordingEvent, source: SourcePosition, here: SourcePosition
-    ) -> None:
+    ) -> RecordingState | None:
         """``source``: the event's place in the raw topic (provenance); ``here``: the record
-        being handled (a re-keyed one is on another topic), which tells a redelivery and
-        places the stall clock."""
+        being handled (a re-keyed one is on another topic), which tells a redelivery."""
         new_state, output = self.fold_fn(self._state(event.recording_id), event, source, here)
         if output.changed or output.redelivered:
             # A redelivered record is written again too: a rocksdb store can hold a write
@@ -307,13 +310,25 @@ class Derivation:
             self.table[key] = new_state.to_json()
         else:
             self.counts["duplicates"] += 1
-            return
+            return None
         await self._publish(new_state, output, event.event_id)
+        return new_state
+
+    async def _observe_time(
+        self,
+        here: SourcePosition,
+        folded: RecordingState | None,
+        event: RecordingEvent,
+        *,
+        advance: bool,
+    ) -> None:
+        """The partition's stall clock (``stalls.py``): moved on by every event read from
+        the raw topic, folded or not; then the recordings that stalled."""
         stalled = self.stalls.observe(
             here.partition,
-            new_state,
+            folded,
             event.event_id,
-            event.occurred_at,
+            event.occurred_at if advance else None,
             self._state,
             position=(f"{here.topic}:{here.partition}", here.offset),
         )
