@@ -1,5 +1,5 @@
-"""Reading partitions to their end: one rule for every reader of a whole topic (replay,
-``status``, the demo's report, the tests).
+"""Reading partitions to their end: one rule for every reader of a whole topic or a range of
+it (replay, ``status``, the demo's report, the worker's sweeper, the tests).
 
 The end is each partition's log end when the read starts (``offsets.log_ends``, read from a
 fetch), so records written meanwhile are left for the next read and a busy topic cannot keep

@@ -19,7 +19,6 @@ fetcher are idempotent, so a record handled twice is harmless; a record never ha
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -27,9 +26,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
+from streamproc.kafka.reading import ReadReport, read_to_end
+
 log = logging.getLogger(__name__)
 HISTORY = 8
 READ_TIMEOUT_S = 30.0
+"""Seconds without a record below the end before a read gives up (and the sweep fails)."""
 Forward = Callable[[ConsumerRecord], Awaitable[None]]
 
 
@@ -221,15 +223,20 @@ class SkippedRecordSweeper:
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await reader.start()
         try:
-            reader.assign([tp])
-            reader.seek(tp, start)
-            records: list[ConsumerRecord] = []
-            deadline = time.monotonic() + READ_TIMEOUT_S
-            while await reader.position(tp) < end:
-                if time.monotonic() > deadline:
-                    raise KafkaTimeoutError(f"could not read {tp} up to {end}")
-                batch = await reader.getmany(tp, timeout_ms=1000)
-                records.extend(r for r in batch.get(tp, []) if r.offset < end)
+            report = ReadReport()
+            records = [
+                record
+                async for record in read_to_end(
+                    reader,
+                    [tp],
+                    starts={tp: start},
+                    stops={tp: end},
+                    quiet_s=READ_TIMEOUT_S,
+                    report=report,
+                )
+            ]
+            if report.cut_short:
+                raise KafkaTimeoutError(f"could not read {tp} up to {end}")
             return records
         finally:
             await reader.stop()
