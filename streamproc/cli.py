@@ -1,5 +1,5 @@
 """``streamproc`` command line: ``up``, ``demo``, ``edge``, ``worker``, ``topics``, ``lag``,
-``status``, ``replay``, ``broker``."""
+``status``, ``replay``, ``dlq``, ``broker``."""
 
 from __future__ import annotations
 
@@ -125,15 +125,13 @@ def _run_status(args: argparse.Namespace) -> int:
     import dataclasses
     import time
 
-    import orjson
     from aiokafka.errors import KafkaError
 
-    from streamproc.local.demo import STACK_FILE
     from streamproc.ops.status import gather_status, render
 
     edge_url = f"http://{settings.edge_host}:{settings.edge_port}"
-    if PREFIX + "KAFKA_BOOTSTRAP" not in os.environ and STACK_FILE.is_file():
-        stack = orjson.loads(STACK_FILE.read_bytes())  # a `streamproc up` in this directory
+    stack = _local_stack()
+    if stack is not None:
         settings = dataclasses.replace(settings, kafka_bootstrap=stack["kafka_bootstrap"])
         edge_url = stack["edge_url"]
     edge_url = args.edge_url or f"{edge_url}/readyz"
@@ -158,6 +156,30 @@ def _run_status(args: argparse.Namespace) -> int:
             return 0
         if not redraw:
             print()
+
+
+def _local_stack() -> dict | None:
+    """The stack a `streamproc up` in this directory runs, unless the environment names a
+    broker."""
+    import orjson
+
+    from streamproc.local.demo import STACK_FILE
+
+    if PREFIX + "KAFKA_BOOTSTRAP" in os.environ or not STACK_FILE.is_file():
+        return None
+    return orjson.loads(STACK_FILE.read_bytes())
+
+
+def _run_dlq(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from streamproc.ops import dlq_command
+
+    settings = _settings_or_exit()
+    stack = _local_stack()
+    if stack is not None:
+        settings = dataclasses.replace(settings, kafka_bootstrap=stack["kafka_bootstrap"])
+    return dlq_command.run(settings, args)
 
 
 def _local_stack_or_exit(command: str, *modules: str) -> None:
@@ -271,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--refetch", action="store_true", help="download stored files again")
     replay.add_argument("--show", type=int, default=20, help="rows of the change table")
     replay.set_defaults(run=_run_replay)
+
+    from streamproc.ops import dlq_command
+
+    dlq_command.add_parser(commands, _timestamp, _run_dlq)
 
     broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu)")
     broker.add_argument("--port", type=int, default=9092)

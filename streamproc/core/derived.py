@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,10 @@ LIFECYCLE_VERSION = "1.1.0"
 FETCH_REQUEST_VERSION = "1.1.0"
 DOWNLOAD_VERSION = "1.1.0"
 """1.1 (all of the above): ``provider`` may name a Standard Webhooks mapping."""
-DEAD_LETTER_VERSION = "1.0.0"
+DEAD_LETTER_VERSION = "1.1.0"
+"""1.1: ``attempt`` (a dead letter sent back by ``streamproc dlq redrive`` that failed again)."""
+ATTEMPT_HEADER = "streamproc-attempt"
+"""On a record ``streamproc dlq redrive`` sent back: the attempt it is (2 for the first resend)."""
 START_FAILED = "recording.start-failed"
 START_GRACE_S = 600.0
 """An instance that no ``recording.started`` names this long (in event time) after its first
@@ -193,7 +196,8 @@ def dead_letter_message(
     recording_id: str | None = None,
 ) -> dict[str, Any]:
     """The original bytes (base64, exact; left out over ``DEAD_LETTER_VALUE_LIMIT``), why they
-    were unusable, and where they came from."""
+    were unusable, where they came from, and how many times they were tried."""
+    headers = list(headers)
     return {
         "version": DEAD_LETTER_VERSION,
         "event_id": stable_id(
@@ -208,4 +212,13 @@ def dead_letter_message(
         "value_size": None if value is None else len(value),
         "headers": {name: base64.b64encode(data).decode() for name, data in headers},
         "dead_lettered_at": time.time(),
+        "attempt": attempt_of(dict(headers)),
     }
+
+
+def attempt_of(headers: Mapping[str, bytes]) -> int:
+    """1 for a record as it first came; what ``streamproc dlq redrive`` said for a resend."""
+    try:
+        return max(1, int(headers.get(ATTEMPT_HEADER, b"1")))
+    except ValueError:
+        return 1

@@ -276,6 +276,7 @@ def _fetch_agent(
             message.key,
             message.value,
             now=time.time(),
+            headers=header_dict(message.headers),
         )
         sweeper.handled(message.topic, message.partition, message.offset)
 

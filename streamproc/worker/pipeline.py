@@ -75,26 +75,29 @@ class Pipeline(Derivation):
         key: bytes | None,
         value: bytes | None,
         now: float,
+        headers: Mapping[str, bytes] | None = None,
     ) -> None:
-        """Download a finished recording's files; publish one message per file, or dead-letter."""
+        """Download a finished recording's files; publish one message per file, or dead-letter
+        (with the request's ``headers``, which say its attempt)."""
+        headers = headers or {}
         try:
             request = orjson.loads(value or b"")
             recording_id = request["recording_id"]
         except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
             await self.dead_letter(
-                "fetch", f"unreadable fetch request: {exc!r}", source, key, value, {}
+                "fetch", f"unreadable fetch request: {exc!r}", source, key, value, headers
             )
             return
         try:
             downloaded = await fetcher.fetch(request, refetch=bool(request.get("refetch")))
         except FetchError as exc:
-            await self.dead_letter("fetch", str(exc), source, key, value, {}, recording_id)
+            await self.dead_letter("fetch", str(exc), source, key, value, headers, recording_id)
             return
         except NOT_THE_RECORDS_FAULT:
             raise
         except Exception as exc:
             log.exception("fetch failed for %s", recording_id)
-            await self.dead_letter("fetch", repr(exc), source, key, value, {}, recording_id)
+            await self.dead_letter("fetch", repr(exc), source, key, value, headers, recording_id)
             return
         for item in downloaded:
             self.counts["downloaded"] += 1

@@ -114,8 +114,10 @@ async def test_a_replay_from_offset_zero_writes_what_the_worker_wrote(broker, tm
         await wait_for_messages(
             broker.bootstrap,
             settings.lifecycle_topic,
-            lambda found: {"rec-x", "rec-y"}
-            <= {m["recording_id"] for m in found if m["type"] == "recording.failed"},
+            lambda found: (
+                {"rec-x", "rec-y"}
+                <= {m["recording_id"] for m in found if m["type"] == "recording.failed"}
+            ),
         )
         for key, value in an_hour_later:
             await producer.send_and_wait(
