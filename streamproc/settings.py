@@ -157,6 +157,11 @@ class Settings:
     """The first backoff between tries (doubling), seconds."""
     fetch_timeout_s: float = 60.0
     """Wait limit per S3 read, seconds."""
+    fetch_retry_delays_s: tuple[float, ...] = (60.0, 600.0, 3600.0)
+    """Waits before each later try of a download that failed in a way that may heal (S3 5xx,
+    timeouts, a missing or forbidden object), comma-separated seconds; the request waits in a
+    retry topic, not in the fetch topic's way. After the last, it is dead-lettered with every
+    attempt's reason. ``none``: dead-letter at once."""
     s3_endpoint_url: str | None = None
     """The S3 API endpoint; unset: AWS. Credentials come from the usual ``AWS_*`` variables."""
     s3_region: str = "us-east-1"
@@ -265,6 +270,9 @@ class Settings:
             fetch_timeout_s=reader.number(
                 "FETCH_TIMEOUT_S", defaults.fetch_timeout_s, low=0.1, high=86_400.0
             ),
+            fetch_retry_delays_s=reader.durations(
+                "FETCH_RETRY_DELAYS_S", defaults.fetch_retry_delays_s, low=0.0, high=7 * 86_400.0
+            ),
             s3_endpoint_url=reader.text("S3_ENDPOINT_URL", "") or None,
             s3_region=reader.text("S3_REGION", defaults.s3_region),
             s3_bucket=reader.text("S3_BUCKET", defaults.s3_bucket),
@@ -337,6 +345,25 @@ class _EnvReader:
     def number(self, name: str, default: float, low: float, high: float | None = None) -> float:
         value = self._parsed(name, default, float, "a number")
         return _in_range(name, value, low, high)
+
+    def durations(
+        self, name: str, default: tuple[float, ...], low: float, high: float
+    ) -> tuple[float, ...]:
+        """Comma-separated seconds, or ``none`` for no durations at all."""
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() == "none":
+            return ()
+        try:
+            values = tuple(float(part) for part in raw.split(","))
+        except ValueError:
+            raise SettingsError(
+                f"{PREFIX}{name}={raw!r} is not comma-separated seconds (or none)"
+            ) from None
+        for value in values:
+            _in_range(name, value, low, high)
+        return values
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default)

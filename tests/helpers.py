@@ -146,6 +146,9 @@ def worker_env(bootstrap: str, s3_endpoint: str, prefix: str, sink: Path, **extr
         "STREAMPROC_COMMIT_INTERVAL_S": "0.5",
         "STREAMPROC_FETCH_BACKOFF_S": "0.05",
         "STREAMPROC_FETCH_ATTEMPTS": "3",
+        # A failed download is dead-lettered at once, for the tests that look for it there;
+        # the retry tests and the chaos suite set their own waits.
+        "STREAMPROC_FETCH_RETRY_DELAYS_S": "none",
         **extra,
     }
 

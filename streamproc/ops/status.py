@@ -21,7 +21,7 @@ from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.reading import read_to_end
 from streamproc.settings import Settings
-from streamproc.worker.topics import fetch_group
+from streamproc.worker.topics import fetch_group, fetch_retry_group, fetch_retry_topics
 
 NEWEST_REASONS = 5
 HEALTH_TIMEOUT_S = 1.0
@@ -46,6 +46,9 @@ class PipelineStatus:
     download_failures: int
     dead_letters: int
     newest_dead_letters: list[dict[str, str]] = field(default_factory=list)
+    dead_letters_by_stage: dict[str, int] = field(default_factory=dict)
+    retries_waiting: int = 0
+    """Fetch requests in the retry topics that the relay has not sent back yet."""
     edge: str = "unknown"
     worker: str = "unknown"
 
@@ -69,13 +72,24 @@ async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> P
         "downloads": settings.downloads_topic,
         "dead letters": settings.dlq_topic,
     }
-    consumed = {settings.raw_topic, settings.fetch_topic}
+    retry_topics = fetch_retry_topics(settings)
+    for topic, delay in zip(retry_topics, settings.fetch_retry_delays_s, strict=True):
+        roles[f"retry in {delay:g}s"] = topic
     reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     group = _group_reader(settings, settings.app_id)
     fetchers = _group_reader(settings, fetch_group(settings))
+    relay = _group_reader(settings, fetch_retry_group(settings))
+    # who commits on each topic the pipeline consumes (fetch requests: the worker's group, or
+    # fetch workers' own)
+    consumed = {
+        settings.raw_topic: (group,),
+        settings.fetch_topic: (group, fetchers),
+        **{topic: (relay,) for topic in retry_topics},
+    }
     await reader.start()
     await group.start()
     await fetchers.start()
+    await relay.start()
     try:
         partitions = {topic: await topic_partitions(reader, topic) for topic in roles.values()}
         ends = await log_ends(reader, [tp for tps in partitions.values() for tp in tps])
@@ -83,8 +97,7 @@ async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> P
         for role, topic in roles.items():
             lag = None
             if topic in consumed and partitions[topic]:
-                # fetch requests are read by the worker's group, or by fetch workers' own
-                readers = (group, fetchers) if topic == settings.fetch_topic else (group,)
+                readers = consumed[topic]
                 committed = [
                     max([await r.committed(tp) or 0 for r in readers]) for tp in partitions[topic]
                 ]
@@ -95,6 +108,7 @@ async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> P
         downloads = await _read(reader, partitions[settings.downloads_topic], ends)
         dead_letters = await _read(reader, partitions[settings.dlq_topic], ends)
     finally:
+        await relay.stop()
         await fetchers.stop()
         await group.stop()
         await reader.stop()
@@ -110,6 +124,10 @@ async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> P
         newest_dead_letters=[
             {k: str(m.get(k, "")) for k in ("dead_lettered_at", "stage", "reason")} for m in newest
         ],
+        dead_letters_by_stage=dict(
+            sorted(Counter(str(m.get("stage")) for m in dead_letters).items())
+        ),
+        retries_waiting=sum(t.lag or 0 for t in topics if t.topic in retry_topics),
         edge=edge,
         worker=worker,
     )
@@ -138,6 +156,10 @@ async def _health(url: str) -> str:
     return "up" if response.status_code == 200 else f"answering {response.status_code} ({url})"
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name}={count}" for name, count in counts.items())
+
+
 def render(status: PipelineStatus) -> str:
     lines = [f"streamproc status  (kafka {status.bootstrap})", ""]
     lines.append(f"  {'topic':<34} {'role':<15} {'messages':>9} {'worker lag':>11}")
@@ -145,12 +167,14 @@ def render(status: PipelineStatus) -> str:
         lag = "" if t.lag is None else str(t.lag)
         lines.append(f"  {t.topic:<34} {t.role:<15} {t.messages:>9} {lag:>11}")
     total = sum(status.recordings.values())
-    by_status = ", ".join(f"{name}={count}" for name, count in status.recordings.items())
+    by_status = _counts(status.recordings)
     lines += [
         "",
         f"  recordings      : {total}" + (f"  ({by_status})" if by_status else ""),
         f"  downloads       : {status.downloads} done, {status.download_failures} failed",
-        f"  dead letters    : {status.dead_letters}",
+        f"  retries waiting : {status.retries_waiting}",
+        f"  dead letters    : {status.dead_letters}"
+        + (f"  ({by_stage})" if (by_stage := _counts(status.dead_letters_by_stage)) else ""),
     ]
     for m in status.newest_dead_letters:
         lines.append(f"    {m['dead_lettered_at']}  {m['stage']}: {m['reason']}")

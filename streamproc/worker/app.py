@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from streamproc.core.fold import SourcePosition
 from streamproc.fetch.fetcher import Fetcher
+from streamproc.fetch.retries import RetryRelay
 from streamproc.kafka.partitions import KeyHashPartitioner
 from streamproc.providers import enabled_providers
 from streamproc.providers.decode import header_dict
@@ -30,7 +31,13 @@ from streamproc.worker.gaps import SkippedRecordSweeper
 from streamproc.worker.metrics import WorkerCollector, WorkerMetrics
 from streamproc.worker.pipeline import Pipeline, forwarding_headers
 from streamproc.worker.senders import ProducerSender
-from streamproc.worker.topics import group_id, instances_topic, rekeyed_topic
+from streamproc.worker.topics import (
+    fetch_retry_group,
+    fetch_retry_topics,
+    group_id,
+    instances_topic,
+    rekeyed_topic,
+)
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 10.0
@@ -154,6 +161,7 @@ def _pipeline(
         max_event_bytes=settings.max_body_bytes,
         providers=enabled_providers(settings),
         stall_after_s=settings.stall_after_s,
+        fetch_retries=[sender(topic) for topic in fetch_retry_topics(settings)],
     )
 
 
@@ -288,6 +296,29 @@ def _fetch_agent(
             batches = stream.take_events(settings.fetch_concurrency, within=FETCH_BATCH_WAIT_S)
             async for events in batches:
                 await asyncio.gather(*(fetch_one(fetcher, event.message) for event in events))
+
+    if settings.fetch_retry_delays_s:
+        _retry_relay(app, settings, pipeline)
+
+
+def _retry_relay(app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
+    """Waiting fetch requests back to the fetch topic when due (``fetch/retries.py``)."""
+    topics = fetch_retry_topics(settings)
+    relay = RetryRelay(
+        settings.kafka_bootstrap,
+        fetch_retry_group(settings),
+        dict(zip(topics, settings.fetch_retry_delays_s, strict=True)),
+        settings.fetch_topic,
+        pipeline.counts,
+    )
+
+    @app.task
+    async def relay_fetch_retries() -> None:
+        await relay.run()
+
+    @app.on_before_shutdown.connect
+    async def stop_relay(sender: Any, **_: Any) -> None:
+        await relay.stop()
 
 
 def _observability(app: faust.App, pipeline: Pipeline, sweeper: SkippedRecordSweeper) -> None:

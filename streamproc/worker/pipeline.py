@@ -8,7 +8,7 @@ commit redelivers the record, which the derivation handles again without loss or
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import orjson
@@ -16,11 +16,13 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import FaustError
 
 from streamproc.core import derived
+from streamproc.core.derived import ATTEMPT_HEADER, attempt_of
 from streamproc.core.fold import SourcePosition
 from streamproc.derivation.sender import Sender
 from streamproc.derivation.step import SOURCE_HEADERS, Derivation, source_headers
 from streamproc.fetch.errors import FetchError
 from streamproc.fetch.fetcher import Fetcher
+from streamproc.fetch.retries import REASONS_HEADER, earlier_reasons
 from streamproc.providers import Provider
 from streamproc.providers.decode import MAX_EVENT_BYTES, header_dict
 from streamproc.settings import STALL_AFTER_S
@@ -50,7 +52,9 @@ class Pipeline(Derivation):
         providers: Mapping[str, Provider],
         max_event_bytes: int = MAX_EVENT_BYTES,
         stall_after_s: float = STALL_AFTER_S,
+        fetch_retries: Sequence[Sender] = (),
     ) -> None:
+        """``fetch_retries``: the retry topics, one per wait (``fetch/retries.py``)."""
         super().__init__(
             table=table,
             state=state,
@@ -67,6 +71,7 @@ class Pipeline(Derivation):
             infrastructure_errors=NOT_THE_RECORDS_FAULT,
         )
         self.downloads = downloads
+        self.fetch_retries = list(fetch_retries)
 
     async def handle_fetch_request(
         self,
@@ -91,7 +96,7 @@ class Pipeline(Derivation):
         try:
             downloaded = await fetcher.fetch(request, refetch=bool(request.get("refetch")))
         except FetchError as exc:
-            await self.dead_letter("fetch", str(exc), source, key, value, headers, recording_id)
+            await self._fetch_failed(exc, source, key, value, headers, recording_id)
             return
         except NOT_THE_RECORDS_FAULT:
             raise
@@ -103,6 +108,43 @@ class Pipeline(Derivation):
             self.counts["downloaded"] += 1
             message = derived.download_message(request["provider"], recording_id, item, now)
             await self.downloads.send(key=recording_id.encode(), value=derived.encode(message))
+
+    async def _fetch_failed(
+        self,
+        error: FetchError,
+        source: SourcePosition,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Mapping[str, bytes],
+        recording_id: str,
+    ) -> None:
+        """To the retry topic of this attempt if it may heal and one is left, else to the
+        dead-letter topic with the reason of every attempt."""
+        attempt = attempt_of(headers)
+        reasons = [*earlier_reasons(headers), f"attempt {attempt}: {error}"]
+        if error.may_heal and attempt <= len(self.fetch_retries):
+            self.counts["fetch.retried"] += 1
+            log.info(
+                "fetch of %s failed (attempt %d), trying again later: %s",
+                recording_id,
+                attempt,
+                error,
+            )
+            waiting = {
+                **headers,
+                ATTEMPT_HEADER: b"%d" % (attempt + 1),
+                REASONS_HEADER: orjson.dumps(reasons),
+            }
+            await self.fetch_retries[attempt - 1].send(
+                key=key or recording_id.encode(), value=value or b"", headers=list(waiting.items())
+            )
+            return
+        reason = (
+            str(error)
+            if len(reasons) == 1
+            else f"{error} (after {len(reasons)} attempts: {' | '.join(reasons)})"
+        )
+        await self.dead_letter("fetch", reason, source, key, value, headers, recording_id)
 
 
 def forwarding_headers(record: Any) -> dict[str, bytes]:

@@ -27,6 +27,20 @@ def instances_topic(settings: Settings) -> str:
     return f"{settings.app_id}-instances"
 
 
+def fetch_retry_topics(settings: Settings) -> list[str]:
+    """Internal: fetch requests waiting for their next try, one topic per wait
+    (``fetch_retry_delays_s``), so that a long wait never holds up a short one."""
+    return [
+        f"{settings.app_id}-fetch-retry-{level}"
+        for level in range(1, len(settings.fetch_retry_delays_s) + 1)
+    ]
+
+
+def fetch_retry_group(settings: Settings) -> str:
+    """The consumer group of the retry relay (``fetch/retries.py``)."""
+    return f"{settings.app_id}-fetch-retry"
+
+
 def fetch_group(settings: Settings) -> str:
     """The consumer group of ``fetch`` workers (``STREAMPROC_WORKER_ROLE``): a group of its
     own, because Faust's assignor gives every member of a group a share of every topic the
@@ -49,6 +63,7 @@ def worker_topics(settings: Settings, partitions: int) -> list[TopicSpec]:
         TopicSpec(settings.fetch_topic, partitions),
         TopicSpec(settings.downloads_topic, partitions),
         TopicSpec(settings.dlq_topic, partitions),
+        *(TopicSpec(topic, partitions) for topic in fetch_retry_topics(settings)),
     ]
 
 

@@ -372,6 +372,7 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         sink,
         STREAMPROC_TABLE_STORE="rocksdb://",
         STREAMPROC_FETCH_ATTEMPTS="10",
+        STREAMPROC_FETCH_RETRY_DELAYS_S="1,2",  # the retry relay runs through every fault
         STREAMPROC_FETCH_CONCURRENCY="32",
         **brokers.env,
     )

@@ -30,6 +30,7 @@ def _status(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[s
 async def test_status_reads_a_bare_bootstrap(broker, tmp_path):
     prefix = f"status-{uuid.uuid4().hex[:6]}"
     names = {role: f"{prefix}.{role}" for role in ("raw", "state", "downloads", "dlq", "fetch")}
+    names["retry"] = f"{prefix}-app-fetch-retry-1"  # fetch requests waiting 60 s
     await ensure_topics(broker.bootstrap, [TopicSpec(name, 2) for name in names.values()])
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     await producer.start()
@@ -44,6 +45,8 @@ async def test_status_reads_a_bare_bootstrap(broker, tmp_path):
         letter["dead_lettered_at"] = "t"
         await producer.send(names["dlq"], orjson.dumps(letter), key=b"r2")
         await producer.send(names["dlq"], b"not json", key=b"r3")
+        for rid in (b"r4", b"r5"):
+            await producer.send(names["retry"], b"{}", key=rid)
         await producer.flush()
     finally:
         await producer.stop()
@@ -57,6 +60,7 @@ async def test_status_reads_a_bare_bootstrap(broker, tmp_path):
         "STREAMPROC_DOWNLOADS_TOPIC": names["downloads"],
         "STREAMPROC_DLQ_TOPIC": names["dlq"],
         "STREAMPROC_FETCH_TOPIC": names["fetch"],
+        "STREAMPROC_FETCH_RETRY_DELAYS_S": "60",
         "STREAMPROC_EDGE_PORT": str(free_port()),
         "STREAMPROC_WORKER_WEB_PORT": str(free_port()),
     }
@@ -68,6 +72,8 @@ async def test_status_reads_a_bare_bootstrap(broker, tmp_path):
     assert topics["lifecycle"]["messages"] == 0
     assert status["recordings"] == {"failed": 1, "finished": 1}
     assert (status["downloads"], status["download_failures"], status["dead_letters"]) == (1, 1, 2)
+    assert (status["retries_waiting"], status["dead_letters_by_stage"]) == (2, {"fetch": 1})
+    assert topics["retry in 60s"]["messages"] == 2
     assert status["newest_dead_letters"] == [
         {"dead_lettered_at": "t", "stage": "fetch", "reason": "NoSuchKey"}
     ]
@@ -78,6 +84,8 @@ async def test_status_reads_a_bare_bootstrap(broker, tmp_path):
     text = _status(env)
     assert text.returncode == 0, text.stderr
     assert "recordings      : 2  (failed=1, finished=1)" in text.stdout
+    assert "retries waiting : 2" in text.stdout
+    assert "dead letters    : 2  (fetch=1)" in text.stdout
     assert "fetch: NoSuchKey" in text.stdout
 
 
