@@ -29,8 +29,10 @@ class WorkerCollector(Collector):
         events = CounterMetricFamily(
             "streamproc_worker_events",
             "What the worker did with each record: folded, duplicates, redelivered, "
-            "rekeyed, join.routed, join.held, join.released, stalled, downloaded, "
-            "dead_lettered.<stage>, skipped.<provider>.<type>.",
+            "rekeyed, join.routed, join.linked, join.held, join.released, join.start_failed, "
+            "stalled, downloaded, fetch.retried (waiting in a retry topic), "
+            "fetch.retry_resent (sent back by the relay), dead_lettered.<stage>, "
+            "skipped.<provider>.<type>.",
             labels=["outcome"],
         )
         for outcome, count in sorted(self.pipeline_counts.items()):

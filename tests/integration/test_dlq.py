@@ -14,6 +14,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streamproc.local.processes import stop_process
+from streamproc.replay.run import ReplayRange, current_statuses, replay, status_changes
+from streamproc.settings import Settings
 
 from helpers import s3_client, start_worker, wait_for_messages, worker_env
 
@@ -119,3 +121,11 @@ async def test_a_dead_letter_is_listed_shown_and_redriven_once(broker, s3_endpoi
     finally:
         await producer.stop()
         stop_process(worker.process)
+    # The resends are in the raw log like any event: a replay derives the same states.
+    settings = Settings.from_env(env)
+    result = await replay(settings, ReplayRange(), dry_run=True, progress=False)
+    try:
+        assert status_changes(await current_statuses(settings), result.states) == []
+        assert result.states["rec-late"].status == "finished"
+    finally:
+        result.close()
