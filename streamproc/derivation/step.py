@@ -188,19 +188,16 @@ class Derivation:
         mark, moved = None, False
         if not rekeyed:
             mark, moved = self.marks.advance(partition, event.occurred_at)
-        place = (topic, partition, offset, key, value, headers, source)
-        folded = await self._to_recording(*place, decoded, mark)
+        here = SourcePosition(topic, partition, offset)
+        folded = await self._to_recording(here, key, value, headers, source, decoded, mark)
         if folded is not None or not rekeyed:
-            here = SourcePosition(topic, partition, offset)
             await self._observe_time(here, folded, event, advance=not rekeyed)
         if moved:
             await self.join.send_mark(partition, mark)
 
     async def _to_recording(
         self,
-        topic: str,
-        partition: int,
-        offset: int,
+        here: SourcePosition,
         key: bytes | None,
         value: bytes | None,
         headers: Mapping[str, bytes],
@@ -208,7 +205,8 @@ class Derivation:
         decoded: RecordingEvent | Unlinked,
         mark: float | None,
     ) -> RecordingState | None:
-        """Steps 1 (the join) to 4 for a decoded event; the state it changed, if any."""
+        """Steps 1 (the join) to 4 for a decoded event read at ``here``; the state it
+        changed, if any."""
         if isinstance(decoded, Unlinked):
             event = decoded.event
             summary = {
@@ -225,13 +223,12 @@ class Derivation:
         if decoded.instance_id:
             await self._link(decoded.instance_id, decoded.recording_id, mark)
         recording_key = decoded.recording_id.encode()
-        if key != recording_key or partition != partition_for(recording_key, self.partitions):
+        if key != recording_key or here.partition != partition_for(recording_key, self.partitions):
             self.counts["rekeyed"] += 1
             forwarded = {**headers, **source_headers(source)}
             await self.rekeyed.send(key=recording_key, value=value, headers=list(forwarded.items()))
             return None
         try:
-            here = SourcePosition(topic, partition, offset)
             return await self._fold(recording_key, decoded, source, here)
         except self.infrastructure_errors:
             raise

@@ -8,7 +8,7 @@ commit redelivers the record, which the derivation handles again without loss or
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -23,9 +23,7 @@ from streamproc.derivation.step import SOURCE_HEADERS, Derivation, source_header
 from streamproc.fetch.errors import FetchError
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.fetch.retries import REASONS_HEADER, earlier_reasons
-from streamproc.providers import Provider
-from streamproc.providers.decode import MAX_EVENT_BYTES, header_dict
-from streamproc.settings import STALL_AFTER_S
+from streamproc.providers.decode import header_dict
 
 log = logging.getLogger(__name__)
 NOT_THE_RECORDS_FAULT = (KafkaError, FaustError)
@@ -39,37 +37,14 @@ class Pipeline(Derivation):
     def __init__(
         self,
         *,
-        table: MutableMapping[bytes, bytes],
-        state: Sender,
-        lifecycle: Sender,
-        fetch_requests: Sender,
         downloads: Sender,
-        dead_letters: Sender,
-        rekeyed: Sender,
-        instances: Sender,
-        instance_table: MutableMapping[bytes, bytes],
-        partitions: int,
-        providers: Mapping[str, Provider],
-        max_event_bytes: int = MAX_EVENT_BYTES,
-        stall_after_s: float = STALL_AFTER_S,
         fetch_retries: Sequence[Sender] = (),
+        **derivation: Any,
     ) -> None:
-        """``fetch_retries``: the retry topics, one per wait (``fetch/retries.py``)."""
-        super().__init__(
-            table=table,
-            state=state,
-            lifecycle=lifecycle,
-            fetch_requests=fetch_requests,
-            dead_letters=dead_letters,
-            rekeyed=rekeyed,
-            instances=instances,
-            instance_table=instance_table,
-            partitions=partitions,
-            providers=providers,
-            max_event_bytes=max_event_bytes,
-            stall_after_s=stall_after_s,
-            infrastructure_errors=NOT_THE_RECORDS_FAULT,
-        )
+        """``derivation``: the ``Derivation``'s arguments (tables, senders, partitions,
+        providers); Kafka's and Faust's errors are raised, never dead-lettered.
+        ``fetch_retries``: the retry topics, one per wait (``fetch/retries.py``)."""
+        super().__init__(infrastructure_errors=NOT_THE_RECORDS_FAULT, **derivation)
         self.downloads = downloads
         self.fetch_retries = list(fetch_retries)
 
