@@ -36,7 +36,7 @@ async def run(count: int = 40_000, workers: tuple[int, ...] = (1, 2, 4)) -> list
         rates: dict[int, float] = {}
         for members in workers:
             name = f"scaling-{members}"
-            rates[members] = await measure(
+            measured = await measure(
                 [sys.executable, "-m", "streamproc", "worker"],
                 lambda n, name=name: worker_env(
                     broker.bootstrap, topic, f"{scratch}/{name}-{n}", batch, name
@@ -49,6 +49,7 @@ async def run(count: int = 40_000, workers: tuple[int, ...] = (1, 2, 4)) -> list
                 processes=members,
                 partitions=PARTITIONS,
             )
+            rates[members] = measured.events_per_s
     one = rates[workers[0]]
     return [
         Figure(

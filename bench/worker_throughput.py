@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -120,11 +121,32 @@ async def committed_total(bootstrap: str, group: str, topic: str, partitions: in
         await consumer.stop()
 
 
+class Measured(NamedTuple):
+    events_per_s: float
+    cpu_us_per_event: float | None
+    """The processes' user+sys CPU time over the same span, per event (None off Linux):
+    it holds on a shared machine where events/s wanders."""
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User+system CPU time of ``pids`` so far, from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return None
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
 async def measure(
     command, env, bootstrap, group, topic, total, label, processes: int = 1, partitions=PARTITIONS
-) -> float:
-    """Events/s between the first and the last committed progress (start-up excluded) of
-    ``processes`` copies of ``command`` in one group (``env(n)`` gives each its environment)."""
+) -> Measured:
+    """Events/s and CPU time per event between the first and the last committed progress
+    (start-up excluded) of ``processes`` copies of ``command`` in one group (``env(n)`` gives
+    each its environment)."""
     running = [
         subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
             command, env=env(n), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -132,21 +154,28 @@ async def measure(
         for n in range(processes)
     ]
     launched = time.monotonic()
+    pids = [process.pid for process in running]
     try:
-        first_at, first_done = None, 0
+        first_at, first_done, first_cpu = None, 0, None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             done = await committed_total(bootstrap, group, topic, partitions)
-            now = time.monotonic()
+            now, cpu = time.monotonic(), cpu_seconds(pids)
             if done and first_at is None:
-                first_at, first_done = now, done
+                first_at, first_done, first_cpu = now, done, cpu
             if done >= total:
                 if done - first_done < total // 5:  # too few events: count from the launch
                     print(f"  {label}: start-up included (too few events)", file=sys.stderr)
-                    first_at, first_done = launched, 0
+                    first_at, first_done, first_cpu = launched, 0, 0.0
                 rate = (done - first_done) / max(now - first_at, 1e-6)
-                print(f"  {label}: {rate:,.0f} events/s", file=sys.stderr)
-                return rate
+                per_event = None
+                if cpu is not None and first_cpu is not None:
+                    per_event = (cpu - first_cpu) / max(done - first_done, 1) * 1e6
+                print(
+                    f"  {label}: {rate:,.0f} events/s, {per_event or 0:,.0f} µs CPU/event",
+                    file=sys.stderr,
+                )
+                return Measured(rate, per_event)
             print(f"  {label}: {done}/{total} committed", file=sys.stderr, flush=True)
             await asyncio.sleep(0.5)
         raise RuntimeError(f"{label} did not finish in time")
@@ -194,7 +223,7 @@ async def _run_provider(
         "BENCH_DATADIR": f"{scratch}/baseline",
         "BENCH_WEB_PORT": str(free_port()),
     }
-    faust_rate = await measure(
+    faust = await measure(
         [sys.executable, str(HERE / "faust_baseline.py")],
         lambda _: baseline_env,
         bootstrap,
@@ -213,7 +242,7 @@ async def _run_provider(
         "BENCH_STATE_TOPIC": state_topic,
         "BENCH_LC_TOPIC": lifecycle_topic,
     }
-    bare_rate = await measure(
+    bare = await measure(
         [sys.executable, str(HERE / "aiokafka_baseline.py")],
         lambda _: bare_env,
         bootstrap,
@@ -227,7 +256,7 @@ async def _run_provider(
     for batch, direct_delivery in runs:
         name = f"{provider}-batch-{batch}" + ("" if direct_delivery else "-race")
         extra = {"STREAMPROC_DIRECT_DELIVERY": "1" if direct_delivery else "0"}
-        rate = await measure(
+        worker = await measure(
             [sys.executable, "-m", "streamproc", "worker"],
             lambda _, batch=batch, name=name, extra=extra: {
                 **worker_env(bootstrap, topic, f"{scratch}/{name}", batch, name),
@@ -243,10 +272,22 @@ async def _run_provider(
         if not direct_delivery:
             label += ", STREAMPROC_DIRECT_DELIVERY=0"
         label += f" ({total:,} events, {PARTITIONS} partitions)"
+        rate = worker.events_per_s
         figures += [
-            Figure(label, rate, "events/s", "plain Faust Table agent", faust_rate, ">= 4"),
-            Figure(label, rate, "events/s", "bare aiokafka loop", bare_rate, ">= 0.5"),
+            Figure(label, rate, "events/s", "plain Faust Table agent", faust.events_per_s, ">= 4"),
+            Figure(label, rate, "events/s", "bare aiokafka loop", bare.events_per_s, ">= 0.5"),
         ]
+        if worker.cpu_us_per_event and bare.cpu_us_per_event:
+            figures.append(
+                Figure(
+                    label,
+                    worker.cpu_us_per_event,
+                    "µs CPU/event",
+                    "bare aiokafka loop",
+                    bare.cpu_us_per_event,
+                    "<= 2",
+                )
+            )
     return figures
 
 
