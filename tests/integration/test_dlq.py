@@ -1,5 +1,6 @@
-"""``streamproc dlq``: a dead letter is listed, shown, and sent back once it can succeed;
-sent back twice it is sent once; still broken, it is dead-lettered again as attempt 2."""
+"""``streamproc dlq``: a download that failed past its retry is listed, shown, and sent back
+once it can succeed; sent back twice it is sent once; a still-broken event is dead-lettered
+again as attempt 2; a replay afterwards derives the same states."""
 
 from __future__ import annotations
 
@@ -47,7 +48,14 @@ def answer(result: subprocess.CompletedProcess[str]) -> dict:
 
 async def test_a_dead_letter_is_listed_shown_and_redriven_once(broker, s3_endpoint, tmp_path):
     prefix = f"dlq-{uuid.uuid4().hex[:6]}"
-    env = worker_env(broker.bootstrap, s3_endpoint, prefix, tmp_path / "downloads")
+    # One retry a second later, then the dead-letter topic: S3 "away" for longer than that.
+    env = worker_env(
+        broker.bootstrap,
+        s3_endpoint,
+        prefix,
+        tmp_path / "downloads",
+        STREAMPROC_FETCH_RETRY_DELAYS_S="1",
+    )
     s3 = s3_client(s3_endpoint)
     s3.create_bucket(Bucket=env["STREAMPROC_S3_BUCKET"])
     worker = start_worker(env, tmp_path / "worker.log")
@@ -78,14 +86,15 @@ async def test_a_dead_letter_is_listed_shown_and_redriven_once(broker, s3_endpoi
         assert "404" in fetch_group["reason"] or "not found" in fetch_group["reason"].lower()
         [fetch_ref] = fetch_group["examples"]
         shown = answer(dlq(env, tmp_path, "show", fetch_ref, "--json"))
-        assert (shown["recording_id"], shown["attempt"], shown["redriven"]) == ("rec-late", 1, None)
+        assert (shown["recording_id"], shown["attempt"], shown["redriven"]) == ("rec-late", 2, None)
+        assert "after 2 attempts" in shown["reason"]
         text = dlq(env, tmp_path, "show", fetch_ref)
         assert "rec-late" in text.stdout and "redriven:  no" in text.stdout
 
         # The object appears; the operator sends the fetch back, twice.
         s3.put_object(Bucket=env["STREAMPROC_S3_BUCKET"], Key="late.mp4", Body=b"late bytes")
         first = answer(dlq(env, tmp_path, "redrive", "--stage", "fetch", "--json"))
-        assert [(s["ref"], s["attempt"]) for s in first["sent"]] == [(fetch_ref, 2)]
+        assert [(s["ref"], s["attempt"]) for s in first["sent"]] == [(fetch_ref, 3)]
         assert first["sent"][0]["topic"] == env["STREAMPROC_FETCH_TOPIC"]
         again = answer(dlq(env, tmp_path, "redrive", fetch_ref, "--json"))
         assert (again["sent"], len(again["already_redriven"])) == ([], 1)
@@ -105,9 +114,9 @@ async def test_a_dead_letter_is_listed_shown_and_redriven_once(broker, s3_endpoi
         assert sorted((m["stage"], m["attempt"]) for m in dead) == [
             ("decode", 1),
             ("decode", 2),
-            ("fetch", 1),
+            ("fetch", 2),
         ]
-        [second] = [m for m in dead if m["attempt"] == 2]
+        [second] = [m for m in dead if (m["stage"], m["attempt"]) == ("decode", 2)]
         assert second["headers"]["streamproc-redriven-from"]
         listed = answer(dlq(env, tmp_path, "list", "--stage", "decode", "--json"))
         assert listed["selected"] == 2
