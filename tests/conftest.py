@@ -105,9 +105,12 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that runs on Kafka ``kafka``, so ``-m "not kafka"`` leaves them out."""
+    """Mark every test that runs on Kafka ``kafka``, so ``-m "not kafka"`` leaves them out,
+    and the Tansu run of a ``long_on_tansu`` test ``long``."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.get_closest_marker("long_on_tansu") and params.get("broker") == "tansu":
+            item.add_marker(pytest.mark.long)
         on_kafka = "kafka" in (params.get("broker"), params.get("broker_kind"))
         fixtures = getattr(item, "fixturenames", ())
         if on_kafka or "kafka" in fixtures or "kafka_available" in fixtures:

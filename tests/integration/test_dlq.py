@@ -20,7 +20,7 @@ from streamproc.settings import Settings
 
 from helpers import s3_client, start_worker, wait_for_messages, worker_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers, pytest.mark.long_on_tansu]
 T = 1_700_000_000
 
 

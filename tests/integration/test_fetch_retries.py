@@ -83,6 +83,7 @@ async def test_an_object_that_appears_late_is_downloaded_by_a_retry(broker, s3_e
     assert "after 3 attempts: attempt 1:" in letter["reason"]
 
 
+@pytest.mark.long_on_tansu
 async def test_a_retry_waiting_through_a_worker_kill_is_downloaded_once(
     broker, s3_endpoint, tmp_path
 ):
