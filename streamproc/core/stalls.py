@@ -111,11 +111,17 @@ class StallClock:
         index = self.index.get(partition)
         if index is None:
             index = self.index[partition] = {}
-            for key, value in list(self.store.items()):
+            # Keys first, one value at a time: a replay's store holds every partition's
+            # states, and a list of them all was a peak of ~1 KB per recording (600 MiB RSS
+            # for a replay of 1M events).
+            for key in self.store:
                 if (
                     key.startswith(RESERVED_KEY_PREFIX)
                     or partition_for(key, self.partitions) != partition
                 ):
+                    continue
+                value = self.store.get(key)
+                if value is None:
                     continue
                 state = RecordingState.from_json(value)
                 if state.status in OPEN_STATUSES:
