@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -297,7 +296,3 @@ def _reader(settings: Settings) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
-
-
-def stages(letters: Iterable[DeadLetter]) -> Counter[str]:
-    return Counter(letter.stage for letter in letters)
