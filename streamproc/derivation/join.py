@@ -130,8 +130,11 @@ class InstanceJoin:
         source: SourcePosition,
         partition: int,
     ) -> None:
-        """Steps 3 and 4, for one record of partition ``partition`` of the instances topic."""
-        pending = self._pending(partition)
+        """Steps 3 and 4, for one record of partition ``partition`` of the instances topic.
+        The partition's pending record is written only when it changed: most records are
+        links, which change nothing there, and each write is a changelog message."""
+        stored = self.table.get(_pending_key(partition))
+        pending = _load_pending(stored)
         if MARK_HEADER in headers:
             mark = orjson.loads(value)
             raw_partition = str(mark["partition"])
@@ -140,7 +143,7 @@ class InstanceJoin:
         else:
             await self._join(key, value, headers, source, pending)
         await self._decide(pending)
-        self.table[_pending_key(partition)] = orjson.dumps(pending)
+        _store(self.table, _pending_key(partition), stored, pending)
 
     async def _join(
         self,
@@ -151,7 +154,8 @@ class InstanceJoin:
         pending: dict[str, Any],
     ) -> None:
         instance = key.decode(errors="replace")
-        entry = _load(self.table.get(key))
+        stored = self.table.get(key)
+        entry = _load(stored)
         if LINK_HEADER in headers:
             link = orjson.loads(value)
             entry["recording_id"] = entry["recording_id"] or link["recording_id"]
@@ -179,17 +183,12 @@ class InstanceJoin:
                 current = pending["candidates"].get(instance)
                 if current is None or _order(summary) < _order(current):
                     pending["candidates"][instance] = _candidate(summary)
-        self.table[key] = orjson.dumps(entry)
+        _store(self.table, key, stored, entry)
 
     def _counts(self, summary: Mapping[str, Any]) -> bool:
         """An error read before its raw partition's mark passed its time plus the grace."""
         mark = summary.get("mark")
         return mark is not None and float(mark) <= float(summary.get("at", 0.0)) + self.grace_s
-
-    def _pending(self, partition: int) -> dict[str, Any]:
-        stored = self.table.get(_pending_key(partition))
-        pending = {} if stored is None else orjson.loads(stored)
-        return {"marks": pending.get("marks", {}), "candidates": pending.get("candidates", {})}
 
     async def _decide(self, pending: dict[str, Any]) -> None:
         """Step 4: every candidate whose grace every raw partition's mark has passed."""
@@ -233,6 +232,20 @@ def held_instances(table: Mapping[bytes, bytes]) -> dict[str, int]:
 def _pending_key(partition: int) -> bytes:
     """Not an instance id (those never start with NUL): one key per instances partition."""
     return RESERVED_KEY_PREFIX + b"pending:%d" % partition
+
+
+def _load_pending(stored: bytes | None) -> dict[str, Any]:
+    pending = {} if stored is None else orjson.loads(stored)
+    return {"marks": pending.get("marks", {}), "candidates": pending.get("candidates", {})}
+
+
+def _store(
+    table: MutableMapping[bytes, bytes], key: bytes, stored: bytes | None, value: Any
+) -> None:
+    """``value`` into ``table`` unless ``stored`` already says the same."""
+    encoded = orjson.dumps(value)
+    if encoded != stored:
+        table[key] = encoded
 
 
 def _candidate(summary: Mapping[str, Any]) -> dict[str, Any]:

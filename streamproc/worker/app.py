@@ -7,7 +7,6 @@ topics and tables, the pipeline, the sweeper, the agents of this worker's role, 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from aiokafka.errors import KafkaError
 from streamproc.core.fold import SourcePosition
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.fetch.retries import RetryRelay
+from streamproc.fetch.window import SlidingWindow
 from streamproc.kafka.partitions import KeyHashPartitioner
 from streamproc.providers import enabled_providers
 from streamproc.providers.decode import header_dict
@@ -42,7 +42,6 @@ from streamproc.worker.topics import (
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 10.0
 SWEEP_INTERVAL_S = 2.0
-FETCH_BATCH_WAIT_S = 0.1
 FOLD_BATCH_WAIT_S = 0.02
 """A batch ends at this many events or after this wait: the latency a quiet stream adds."""
 
@@ -94,11 +93,11 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
     if folds:
         table = _bytes_table(app, "recordings", partitions)
         instance_table = _bytes_table(app, "instances", partitions)
-    batched = BatchTable(table)
-    pipeline = _pipeline(app, settings, partitions, batched, instance_table)
+    batched, batched_instances = BatchTable(table), BatchTable(instance_table)
+    pipeline = _pipeline(app, settings, partitions, batched, batched_instances)
     sweeper = _sweeper(app, settings, topics, pipeline)
     if folds:
-        _fold_agents(app, settings, topics, pipeline, sweeper, batched)
+        _fold_agents(app, settings, topics, pipeline, sweeper, batched, batched_instances)
     if settings.worker_role in ("all", "fetch"):
         _fetch_agent(app, settings, topics, pipeline, sweeper)
     _observability(app, pipeline, sweeper)
@@ -137,7 +136,11 @@ def _bytes_table(app: faust.App, name: str, partitions: int) -> Any:
 
 
 def _pipeline(
-    app: faust.App, settings: Settings, partitions: int, table: BatchTable, instance_table: Any
+    app: faust.App,
+    settings: Settings,
+    partitions: int,
+    table: BatchTable,
+    instance_table: BatchTable,
 ) -> Pipeline:
     """The derivation, sending to the derived topics (through Faust's topics when
     exactly-once, so the sends join its transaction)."""
@@ -226,8 +229,10 @@ def _fold_agents(
     pipeline: Pipeline,
     sweeper: SkippedRecordSweeper,
     batched: BatchTable,
+    batched_instances: BatchTable,
 ) -> None:
-    """The raw and re-keyed topics folded a batch at a time, and the instances join."""
+    """The raw and re-keyed topics folded a batch at a time, and the instances joined a
+    batch at a time."""
 
     async def handle_one(handle: Callable[..., Awaitable[None]], message: Any) -> None:
         """One record through ``handle``, then marked handled for the sweeper."""
@@ -241,31 +246,29 @@ def _fold_agents(
         )
         sweeper.handled(message.topic, message.partition, message.offset)
 
-    async def consume(stream: Any, handle: Callable[..., Awaitable[None]]) -> None:
-        async for event in stream.events():
-            await handle_one(handle, event.message)
-
-    async def consume_batches(stream: Any, handle: Callable[..., Awaitable[None]]) -> None:
-        """As ``consume``, a batch at a time: a batch's outputs go out in few produce
-        requests, and the table is written once per key before Faust acks the batch."""
+    async def consume_batches(
+        stream: Any, handle: Callable[..., Awaitable[None]], table: BatchTable
+    ) -> None:
+        """A batch at a time: a batch's outputs go out in few produce requests, and
+        ``table`` is written once per key before Faust acks the batch."""
         async for events in stream.take_events(settings.fold_batch, within=FOLD_BATCH_WAIT_S):
             for event in events:
                 with handling(event):
                     await handle_one(handle, event.message)
-            batched.flush()
+            table.flush()
 
     @app.agent(topics.raw, name="fold-raw")
     async def fold_raw(stream: Any) -> None:
-        await consume_batches(stream, pipeline.handle_raw)
+        await consume_batches(stream, pipeline.handle_raw, batched)
 
     @app.agent(topics.rekeyed, name="fold-rekeyed")
     async def fold_rekeyed(stream: Any) -> None:
-        await consume_batches(stream, partial(pipeline.handle_raw, rekeyed=True))
+        await consume_batches(stream, partial(pipeline.handle_raw, rekeyed=True), batched)
 
     @app.agent(topics.instances, name="join-instances")
     async def join_instances(stream: Any) -> None:
         """Daily errors that name only their instance, joined to their recording."""
-        await consume(stream, pipeline.handle_instance)
+        await consume_batches(stream, pipeline.handle_instance, batched_instances)
 
 
 def _fetch_agent(
@@ -290,12 +293,16 @@ def _fetch_agent(
 
     @app.agent(topics.fetch_requests, name="fetch")
     async def fetch(stream: Any) -> None:
-        """Up to ``fetch_concurrency`` downloads at a time; the batch is acked when all
-        end."""
+        """Up to ``fetch_concurrency`` downloads at a time, each acked when it ends
+        (``fetch/window.py``)."""
         async with Fetcher(settings) as fetcher:
-            batches = stream.take_events(settings.fetch_concurrency, within=FETCH_BATCH_WAIT_S)
-            async for events in batches:
-                await asyncio.gather(*(fetch_one(fetcher, event.message) for event in events))
+            window = SlidingWindow(
+                settings.fetch_concurrency,
+                handle=lambda event: fetch_one(fetcher, event.message),
+                finished=lambda event: event.ack(),
+                lane=lambda event: event.message.tp,
+            )
+            await window.run(stream.noack().events())
 
     if settings.fetch_retry_delays_s:
         _retry_relay(app, settings, pipeline)
