@@ -2,7 +2,10 @@
 
 Starts the embedded broker unless ``STREAMPROC_KAFKA_BOOTSTRAP`` is set and the embedded S3
 server (with the recordings bucket) unless ``STREAMPROC_S3_ENDPOINT_URL`` is set, then the
-edge and the worker as child processes (so the edge never imports what the worker needs).
+edge and the workers as child processes (so the edge never imports what the worker needs):
+a fold worker and a fetch worker, as ``deploy/`` runs them, so that downloads never share a
+process (or its event loop) with the fold; ``STREAMPROC_WORKER_ROLE`` set runs one worker
+with that role instead.
 Ctrl-C or SIGTERM stops every child, in reverse order, and nothing is left running.
 """
 
@@ -24,7 +27,9 @@ from streamproc.local.broker import BrokerError, EmbeddedBroker
 from streamproc.local.demo import STACK_FILE
 from streamproc.local.processes import (
     die_with_parent,
+    free_port,
     graceful_termination,
+    port_is_free,
     stop_process,
     wait_for_port,
 )
@@ -51,7 +56,28 @@ def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def print_banner(settings: Settings, env: dict[str, str], generated: dict[str, str]) -> None:
+def _worker_envs(settings: Settings, env: dict[str, str]) -> list[dict[str, str]]:
+    """A fold worker and a fetch worker (the fetch worker on the next web port, or a free
+    one, and its own data directory); one worker if ``STREAMPROC_WORKER_ROLE`` is set."""
+    if PREFIX + "WORKER_ROLE" in env:
+        return [env]
+    fetch_port = settings.worker_web_port + 1
+    if not port_is_free(settings.worker_web_host, fetch_port):
+        fetch_port = free_port(settings.worker_web_host)
+    fetch = {
+        PREFIX + "WORKER_ROLE": "fetch",
+        PREFIX + "WORKER_WEB_PORT": str(fetch_port),
+        PREFIX + "DATA_DIR": settings.data_dir.rstrip("/") + "-fetch",
+    }
+    return [{**env, PREFIX + "WORKER_ROLE": "fold"}, {**env, **fetch}]
+
+
+def print_banner(
+    settings: Settings,
+    env: dict[str, str],
+    generated: dict[str, str],
+    worker_envs: list[dict[str, str]] | None = None,
+) -> None:
     """What a user needs to talk to the stack; of the secrets, only those generated here
     (one given through the environment is the user's own and is never printed)."""
     base = f"http://{settings.edge_host}:{settings.edge_port}"
@@ -68,6 +94,10 @@ def print_banner(settings: Settings, env: dict[str, str], generated: dict[str, s
         f"  OpenVidu hooks  : POST {base}/webhooks/openvidu",
         f"  health/metrics  : {base}/healthz  {base}/readyz  {base}/metrics",
     ]
+    for worker_env in worker_envs or [env]:
+        role = worker_env.get(PREFIX + "WORKER_ROLE", "all")
+        port = worker_env.get(PREFIX + "WORKER_WEB_PORT", settings.worker_web_port)
+        lines.append(f"  {role + ' worker':<16}: http://{settings.worker_web_host}:{port}/metrics")
     for name, value in generated.items():
         lines.append(f"  {name}={value}")
     lines.append("Press Ctrl-C to stop.")
@@ -130,20 +160,23 @@ def run_local_stack(settings: Settings, broker_port: int | None = None, demo: bo
             env.update(LOCAL_CREDENTIALS)
         edge = _child(["edge"], env)
         stack.callback(stop_process, edge)
-        worker = _child(["worker"], env)
-        stack.callback(stop_process, worker)
+        worker_envs = _worker_envs(settings, env)
+        workers = [_child(["worker"], worker_env) for worker_env in worker_envs]
+        for worker in workers:
+            stack.callback(stop_process, worker)
         if not wait_for_port(settings.edge_host, settings.edge_port, timeout_s=30):
             print("streamproc: the edge did not start; see its log above", file=sys.stderr)
             return 1
-        print_banner(settings, env, generated)
+        print_banner(settings, env, generated, worker_envs)
         _write_stack_file(settings, env)
         stack.callback(STACK_FILE.unlink, missing_ok=True)
-        children = [edge, worker]
+        children = [edge, *workers]
+        demos = []
         if demo:
-            children.append(_child(["demo"], env))
-            stack.callback(stop_process, children[-1])
+            demos.append(_child(["demo"], env))
+            stack.callback(stop_process, demos[-1])
         try:
-            for _ in _watch(children, finished_ok=children[2:]):
+            for _ in _watch(children + demos, finished_ok=demos):
                 pass
         except KeyboardInterrupt:
             print("stopping...", flush=True)
