@@ -142,7 +142,7 @@ class Settings:
     """``fold``: only the fold agents (raw, re-keyed, instances; the tables); ``fetch``: only the
     downloads, in a group of their own (``<APP_ID>-fetch``); ``all``: both in one process. Run
     fold and fetch workers apart to scale them apart and keep downloads off the fold's event
-    loop."""
+    loop; ``streamproc up`` runs one of each unless this is set."""
     log_level: str = "INFO"
     """streamproc's own messages; libraries log at WARNING unless this is DEBUG (``-v`` sets it)."""
     log_format: str = "text"
@@ -150,7 +150,7 @@ class Settings:
     ``message``), as ``--log-format json``."""
 
     fetch_concurrency: int = 8
-    """Downloads at a time, per fetch worker."""
+    """Downloads at a time, per fetch worker: each one that ends makes room for the next."""
     fetch_attempts: int = 5
     """Tries per object before its download is reported failed."""
     fetch_backoff_s: float = 0.5
