@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from brokers import bench_broker
+from cpu import cpu_seconds, with_children
 from loadgen import Request, open_loop, percentile
 from report import Figure, table
 
@@ -43,8 +44,29 @@ KEY = b"bench-secret-key"
 BODY = (HERE.parent / "schemas/examples/daily/recording.started.json").read_bytes()
 
 
-def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> tuple[float, int]:
-    """Requests/s and the number of non-2xx answers."""
+class Load(NamedTuple):
+    rate: float
+    """Requests/s."""
+    errors: int
+    """Non-2xx answers."""
+    cpu_us_per_request: float | None
+    """The server's processes' user+sys CPU time over the load, per request."""
+
+
+def load(
+    url: str, seconds: int, connections: int, headers: dict[str, str], server: ServerProcess
+) -> Load:
+    """wrk against ``server``, with its processes' CPU time over the same span."""
+    pids = with_children(server.process.pid)
+    before = cpu_seconds(pids)
+    requests, errors = wrk(url, seconds, connections, headers)
+    after = cpu_seconds(pids)
+    cpu = None if None in (before, after) else (after - before) * 1e6 / max(requests, 1)
+    return Load(requests / seconds, errors, cpu)
+
+
+def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> tuple[int, int]:
+    """Requests answered and the number of non-2xx answers."""
     script = "\n".join(
         ['wrk.method = "POST"', f"wrk.body = {lua_string(BODY)}"]
         + [
@@ -63,9 +85,9 @@ def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> tu
         ).stdout
     finally:
         os.unlink(handle.name)
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return rate, int(errors.group(1)) if errors else 0
+    return requests, int(errors.group(1)) if errors else 0
 
 
 def lua_string(data: bytes) -> str:
@@ -148,7 +170,7 @@ def run(seconds: int = 10, connections: int = 64) -> list[Figure]:
         port = free_port()
         baseline = serve("bare ASGI app", _uvicorn("minimal_asgi:app", port), {}, port)
         try:
-            base_rate, _ = wrk(f"http://127.0.0.1:{port}/", seconds, connections, headers)
+            bare = load(f"http://127.0.0.1:{port}/", seconds, connections, headers, baseline)
         finally:
             baseline.stop()
         ceiling = asyncio.run(producer_ceiling(broker.bootstrap, seconds, connections))
@@ -159,38 +181,80 @@ def run(seconds: int = 10, connections: int = 64) -> list[Figure]:
             "STREAMPROC_DAILY_SECRETS": base64.b64encode(KEY).decode(),
             "STREAMPROC_DEDUPE_WINDOW_S": "0",
         }
+        url = f"http://127.0.0.1:{port}/webhooks/daily"
         edge = serve("edge", [sys.executable, "-m", "streamproc", "edge"], env, port)
         try:
-            url = f"http://127.0.0.1:{port}/webhooks/daily"
-            edge_rate, errors = wrk(url, seconds, connections, headers)
-            p50, p99, late, failed = uvloop.run(latency_at(port, edge_rate / 2, seconds))
+            one = load(url, seconds, connections, headers, edge)
+            p50, p99, late, failed = uvloop.run(latency_at(port, one.rate / 2, seconds))
             lower = {
-                share: uvloop.run(latency_at(port, edge_rate * share, seconds))
+                share: uvloop.run(latency_at(port, one.rate * share, seconds))
                 for share in LOWER_SHARES
             }
         finally:
             edge.stop()
+        two_env = {**env, "STREAMPROC_EDGE_PROCESSES": str(EDGE_PROCESSES)}
+        edges = serve("edges", [sys.executable, "-m", "streamproc", "edge"], two_env, port)
+        try:
+            wait_for_processes(edges, EDGE_PROCESSES)
+            two = load(url, seconds, connections, headers, edges)
+        finally:
+            edges.stop()
     failed += sum(result.failed for result in lower.values())
+    errors = one.errors + two.errors
     if errors or failed:
         raise RuntimeError(f"the edge answered non-2xx: {errors} under wrk, {failed} open loop")
     edge = "edge: signed Daily webhook -> verified -> acks=all publish -> 200"
+    edges = f"{edge}, STREAMPROC_EDGE_PROCESSES={EDGE_PROCESSES}"
     producer = f"one aiokafka producer, {connections} acked publishes in flight"
-    half = f"at half that rate ({edge_rate / 2:,.0f}/s, open loop)"
+    half = f"at half that rate ({one.rate / 2:,.0f}/s, open loop)"
+    bare_app = "bare ASGI app (uvicorn, wrk)"
     return [
-        Figure(edge, edge_rate, "req/s", "bare ASGI app (uvicorn, wrk)", base_rate, ">= 0.55"),
-        Figure(edge, edge_rate, "req/s", producer, ceiling, ">= 0.8"),
+        Figure(edge, one.rate, "req/s", bare_app, bare.rate, ">= 0.55"),
+        Figure(edge, one.rate, "req/s", producer, ceiling, ">= 0.8"),
+        *_cpu_figures(edge, one, bare, bare_app),
+        Figure(edges, two.rate, "req/s", "one edge process, same run", one.rate),
+        *_cpu_figures(edges, two, one, "one edge process, same run"),
         Figure(f"edge p50 latency {half}", p50, "ms"),
         Figure(f"edge p99 latency {half}", p99, "ms", target="<= 10 ms"),
         Figure(f"of which the load generator's own lateness, p99 {half}", late, "ms"),
         *(
             Figure(
-                f"edge p99 latency at {share:.0%} of that rate ({edge_rate * share:,.0f}/s, "
+                f"edge p99 latency at {share:.0%} of that rate ({one.rate * share:,.0f}/s, "
                 f"open loop; the generator's own lateness p99 {result.lateness_p99_ms:.1f} ms)",
                 result.p99_ms,
                 "ms",
             )
             for share, result in lower.items()
         ),
+    ]
+
+
+EDGE_PROCESSES = 2
+
+
+def wait_for_processes(server: ServerProcess, count: int, timeout_s: float = 30) -> None:
+    """Until the supervisor has its ``count`` worker processes and each has had time to
+    start (the port is bound before they are)."""
+    deadline = time.monotonic() + timeout_s
+    while len(with_children(server.process.pid)) < count + 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{server.name}: fewer than {count} processes")
+        time.sleep(0.1)
+    time.sleep(3)
+
+
+def _cpu_figures(name: str, measured: Load, baseline: Load, baseline_name: str) -> list[Figure]:
+    if measured.cpu_us_per_request is None or baseline.cpu_us_per_request is None:
+        return []
+    return [
+        Figure(
+            name,
+            measured.cpu_us_per_request,
+            "µs CPU/request",
+            baseline_name,
+            baseline.cpu_us_per_request,
+            "<= 2" if baseline_name.startswith("bare") else "",
+        )
     ]
 
 

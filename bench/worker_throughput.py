@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from brokers import bench_broker
+from cpu import cpu_seconds
 from report import Figure, table
 
 from streamproc.kafka.topics import TopicSpec, ensure_topics
@@ -126,19 +127,6 @@ class Measured(NamedTuple):
     cpu_us_per_event: float | None
     """The processes' user+sys CPU time over the same span, per event (None off Linux):
     it holds on a shared machine where events/s wanders."""
-
-
-def cpu_seconds(pids: list[int]) -> float | None:
-    """User+system CPU time of ``pids`` so far, from /proc (Linux)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            return None
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / ticks
 
 
 async def measure(

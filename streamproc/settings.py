@@ -66,6 +66,10 @@ class Settings:
     """Where the edge listens (the container image sets 0.0.0.0)."""
     edge_port: int = 8080
     """The edge's port."""
+    edge_processes: int = 1
+    """Edge processes sharing the port (uvicorn's workers: one socket, each process accepts
+    from it), one per core the edge may use. Each has its own producer and redelivery
+    window; ``/metrics`` answers for all of them."""
     daily_secrets: tuple[Secret, ...] = ()
     """Comma-separated ``[key_id:]base64-secret`` (Daily's webhook ``hmac``); ids default to k0,
     k1... Daily is disabled (404) without one, except for its unsigned endpoint check."""
@@ -205,6 +209,9 @@ class Settings:
             idempotence=reader.choice("IDEMPOTENCE", defaults.idempotence, IDEMPOTENCE),
             edge_host=reader.text("EDGE_HOST", defaults.edge_host),
             edge_port=reader.integer("EDGE_PORT", defaults.edge_port, low=0, high=65535),
+            edge_processes=reader.integer(
+                "EDGE_PROCESSES", defaults.edge_processes, low=1, high=64
+            ),
             daily_secrets=reader.secrets("DAILY_SECRETS", decode=_decode_base64_secret),
             openvidu_secrets=reader.secrets("OPENVIDU_SECRETS", decode=str.encode),
             timestamp_tolerance_s=reader.number(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 
@@ -87,6 +88,7 @@ class EdgeApp:
             if message["type"] == "lifespan.startup":
                 await self.publisher.start()
                 await send({"type": "lifespan.startup.complete"})
+                log.info("edge process %d ready", os.getpid())
             elif message["type"] == "lifespan.shutdown":
                 await self.publisher.stop()
                 await send({"type": "lifespan.shutdown.complete"})

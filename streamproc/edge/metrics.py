@@ -1,9 +1,16 @@
-"""Prometheus metrics of the edge, in their own registry so tests can run several edges."""
+"""Prometheus metrics of the edge, in their own registry so tests can run several edges; with
+several edge processes (``server.py``), the sum of all of them from any one."""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+"""Set (before prometheus_client is imported) in each of several edge processes."""
 
 
 class EdgeMetrics:
@@ -25,4 +32,8 @@ class EdgeMetrics:
         )
 
     def render(self) -> bytes:
+        if MULTIPROCESS_DIR in os.environ:
+            every_process = CollectorRegistry()
+            MultiProcessCollector(every_process)
+            return generate_latest(every_process)
         return generate_latest(self.registry)
