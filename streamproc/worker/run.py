@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from aiokafka.errors import KafkaError
 
 from streamproc.kafka.topics import Replication, TopicSpec, ensure_topics
+from streamproc.kafka.transactions import transactions_refused
 from streamproc.logs import logging_config
 from streamproc.settings import Settings
 from streamproc.worker.topics import faust_topics, prepare_topics
@@ -27,6 +28,18 @@ def serve_worker(settings: Settings) -> int:
 
     use_uvloop()
     deadline = time.monotonic() + STARTUP_WAIT_S
+    if settings.processing_guarantee == "exactly_once":
+        refused = _while_reachable(settings, deadline, lambda: _transactions_refused(settings))
+        if refused is None:
+            return 1
+        if refused:
+            log.error(
+                "STREAMPROC_PROCESSING_GUARANTEE=exactly_once needs Kafka transactions, which "
+                "the broker at %s cannot run (%s); use at_least_once (the default) with it",
+                settings.kafka_bootstrap,
+                refused,
+            )
+            return 2
     partitions = _while_reachable(settings, deadline, lambda: prepare_topics(settings))
     if partitions is None:
         return 1
@@ -83,6 +96,12 @@ def _while_reachable(
                 "Kafka at %s not reachable yet (%r); retrying", settings.kafka_bootstrap, exc
             )
             time.sleep(1.0)
+
+
+async def _transactions_refused(settings: Settings) -> str:
+    """Why the broker cannot run this worker's transactions; empty if it can."""
+    refused = await transactions_refused(settings.kafka_bootstrap, f"{settings.app_id}-probe")
+    return refused or ""
 
 
 async def _created(settings: Settings, specs: list[TopicSpec]) -> bool:
