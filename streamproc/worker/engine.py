@@ -104,6 +104,17 @@ correction goes too. ``docs/notes/durability.md`` has the root-cause notes.
    14; ``tests/unit/test_rebalance_bookkeeping.py::test_records_fetched_for_a_paused_
    partition_are_put_back``). Here each partition is sought back to its first record
    fetched but not delivered, when nothing has sought it since.
+13. ``TransactionManager.send`` (with ``STREAMPROC_PROCESSING_GUARANTEE=exactly_once``):
+   Faust puts a message in the transaction of the partition it is sent *to*, looked up in
+   the consumer's metadata. A message to a topic the worker does not read (every derived
+   topic) found none and went out on the plain producer, outside every transaction, seen by
+   a ``read_committed`` consumer before its record was committed; one to another partition
+   of a topic it reads (the join's links, the re-keyed topic) waited in that partition's
+   transaction, which only that partition's own input commits (with none, the broker aborts
+   it), and on another worker's partition there is no producer for it
+   (``tests/integration/test_faust_eos_facts.py``, with Faust as shipped). Here a message
+   sent while a record is handled goes into the transaction of that record's partition, the
+   one that commits the record's offset, as Kafka Streams ties a task's outputs to its input.
 """
 
 from __future__ import annotations
@@ -119,8 +130,10 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalGenerationError, KafkaError
+from faust.streams import current_event
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
@@ -531,8 +544,38 @@ class StreamprocConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return {}
 
 
+class StreamprocTransactionManager(TransactionManager):
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Any:
+        """In the transaction of the record being handled (correction 13)."""
+        event = current_event()
+        if event is None:  # not sent for a record (a timer's): Faust's choice
+            return await super().send(topic, key, value, partition, timestamp, headers)
+        source = event.message.tp
+        group = self.app.assignor.group_for_topic(source.topic)
+        return await self.producer.send(
+            topic,
+            key,
+            value,
+            partition,
+            timestamp,
+            headers,
+            transactional_id=f"{self.app.conf.id}-{group}-{source.partition}",
+        )
+
+
 class StreamprocTransport(faust_aiokafka.Transport):
     Consumer = StreamprocConsumer
+    TransactionManager = StreamprocTransactionManager
 
 
 def _bootstrap(app: Any) -> str:
