@@ -44,6 +44,8 @@ class Sizes:
     e2e_seconds: float
     replay_events: int
     downloads: tuple[int, int, int]  # count, MB each, large MB
+    worker_large_events: int = 0
+    """Again at batch 100 with this many events (0: not), to see the rate as the table grows."""
 
 
 QUIET_RATE = 5  # webhooks/s: each fetch finds at most a record or two
@@ -51,13 +53,20 @@ QUIET_RATE = 5  # webhooks/s: each fetch finds at most a record or two
 SIZES = {
     "smoke": Sizes(900, (100,), 1_200, 1, 50, 2, 900, (2, 1, 4)),
     "default": Sizes(30_000, (1, 100, 500), 40_000, 10, 1000, 30, 100_000, (200, 5, 1024)),
-    "full": Sizes(40_000, (1, 100, 500), 80_000, 20, 1000, 60, 1_000_000, (200, 5, 1024)),
+    "full": Sizes(40_000, (1, 100, 500), 80_000, 20, 1000, 60, 1_000_000, (200, 5, 1024), 400_000),
 }
 
 
 def benchmarks(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
     return {
-        "worker": lambda: asyncio.run(worker_throughput.run(sizes.worker_events, sizes.batches)),
+        "worker": lambda: (
+            asyncio.run(worker_throughput.run(sizes.worker_events, sizes.batches))
+            + (
+                asyncio.run(worker_throughput.run(sizes.worker_large_events, (100,), race=()))
+                if sizes.worker_large_events
+                else []
+            )
+        ),
         "scaling": lambda: asyncio.run(worker_scaling.run(sizes.scaling_events)),
         "edge": lambda: edge_throughput.run(sizes.edge_seconds),
         "e2e": lambda: (
