@@ -24,8 +24,15 @@ def example(provider: str, name: str) -> bytes:
     return (EXAMPLES / provider / f"{name}.json").read_bytes()
 
 
-async def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout_s: float = 10) -> list:
-    """Every record now in ``topic`` (all partitions, from the start), read by a plain consumer.
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    expect: int = 0,
+    timeout_s: float = 10,
+    isolation_level: str = "read_uncommitted",
+) -> list:
+    """Every record now in ``topic`` (all partitions, from the start), read by a plain consumer
+    (``read_committed``: only what committed transactions wrote, as an exactly-once reader).
 
     Waits until at least ``expect`` records are there or ``timeout_s`` passes.
     """
@@ -37,7 +44,9 @@ async def read_topic(bootstrap: str, topic: str, expect: int = 0, timeout_s: flo
     from streamproc.kafka.metadata import topic_partitions
     from streamproc.kafka.reading import read_to_end
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level
+    )
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout_s

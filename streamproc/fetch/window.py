@@ -17,27 +17,38 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 
 
 class _Entry(Generic[Item]):
-    __slots__ = ("ended", "item")
+    __slots__ = ("ended", "item", "result")
 
     def __init__(self, item: Item) -> None:
         self.item = item
         self.ended = False
+        self.result: Any = None
+
+
+class _Lane(Generic[Item]):
+    """A partition's requests in the order they came; its lock lets one task finish them."""
+
+    def __init__(self) -> None:
+        self.entries: deque[_Entry[Item]] = deque()
+        self.finishing = asyncio.Lock()
 
 
 class SlidingWindow(Generic[Item]):
     def __init__(
         self,
         size: int,
-        handle: Callable[[Item], Awaitable[None]],
-        finished: Callable[[Item], None],
+        handle: Callable[[Item], Awaitable[Any]],
+        finished: Callable[[Item, Any], Awaitable[None]],
         lane: Callable[[Item], Hashable],
     ) -> None:
+        """``handle(item)`` runs at most ``size`` at once; ``finished(item, what handle
+        returned)`` runs in each lane's order, once the item and all before it ended."""
         if size < 1:
             raise ValueError(f"a window of {size} downloads runs nothing")
         self.size = size
@@ -45,32 +56,34 @@ class SlidingWindow(Generic[Item]):
         self.finished = finished
         self.lane = lane
         self.running = 0
-        self.lanes: dict[Hashable, deque[_Entry[Item]]] = {}
+        self.lanes: dict[Hashable, _Lane[Item]] = {}
 
     async def run(self, items: AsyncIterable[Item]) -> None:
-        """Handle every item, at most ``size`` at once, each as soon as there is room.
-        An error in one cancels the others and ends the run with it, finishing nothing
-        more (an agent that raises ends the worker)."""
+        """Handle every item, each as soon as there is room. An error in one cancels the
+        others and ends the run with it, finishing nothing more (an agent that raises ends
+        the worker)."""
         room = asyncio.Semaphore(self.size)
 
-        async def one(entry: _Entry[Item], lane: deque[_Entry[Item]]) -> None:
+        async def one(entry: _Entry[Item], lane: _Lane[Item]) -> None:
             self.running += 1
             try:
-                await self.handle(entry.item)
+                entry.result = await self.handle(entry.item)
             finally:
                 self.running -= 1
                 room.release()
             entry.ended = True
-            while lane and lane[0].ended:
-                self.finished(lane.popleft().item)
+            async with lane.finishing:
+                while lane.entries and lane.entries[0].ended:
+                    done = lane.entries.popleft()
+                    await self.finished(done.item, done.result)
 
         try:
             async with asyncio.TaskGroup() as group:
                 async for item in items:
                     await room.acquire()
                     entry = _Entry(item)
-                    lane = self.lanes.setdefault(self.lane(item), deque())
-                    lane.append(entry)
+                    lane = self.lanes.setdefault(self.lane(item), _Lane())
+                    lane.entries.append(entry)
                     group.create_task(one(entry, lane))
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None

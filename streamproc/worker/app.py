@@ -27,6 +27,7 @@ from streamproc.providers.decode import header_dict
 from streamproc.settings import Settings
 from streamproc.worker import engine
 from streamproc.worker.batch_table import BatchTable, handling
+from streamproc.worker.commit_gate import DeferringSender, deferring, send_deferred
 from streamproc.worker.gaps import SkippedRecordSweeper
 from streamproc.worker.metrics import WorkerCollector, WorkerMetrics
 from streamproc.worker.pipeline import Pipeline, forwarding_headers
@@ -147,7 +148,7 @@ def _pipeline(
 
     def sender(name: str) -> Any:
         if settings.processing_guarantee == "exactly_once":
-            return _bytes_topic(app, name, partitions)
+            return DeferringSender(_bytes_topic(app, name, partitions))
         return ProducerSender(app, name)
 
     return Pipeline(
@@ -252,10 +253,11 @@ def _fold_agents(
         """A batch at a time: a batch's outputs go out in few produce requests, and
         ``table`` is written once per key before Faust acks the batch."""
         async for events in stream.take_events(settings.fold_batch, within=FOLD_BATCH_WAIT_S):
-            for event in events:
-                with handling(event):
-                    await handle_one(handle, event.message)
-            table.flush()
+            async with app.commit_gate.handling():  # exactly-once: no commit mid-batch
+                for event in events:
+                    with handling(event):
+                        await handle_one(handle, event.message)
+                table.flush()
 
     @app.agent(topics.raw, name="fold-raw")
     async def fold_raw(stream: Any) -> None:
@@ -295,11 +297,29 @@ def _fetch_agent(
     async def fetch(stream: Any) -> None:
         """Up to ``fetch_concurrency`` downloads at a time, each acked when it ends
         (``fetch/window.py``)."""
+        gate = app.commit_gate
+
+        async def download(fetcher: Fetcher, event: Any) -> list[Any]:
+            """Exactly-once: the request's messages wait for its acknowledgement."""
+            if not gate.enabled:
+                await fetch_one(fetcher, event.message)
+                return []
+            with deferring() as pending:
+                await fetch_one(fetcher, event.message)
+            return pending
+
+        async def finish(event: Any, pending: list[Any]) -> None:
+            if event.message.generation_id != app.consumer_generation_id:
+                return  # its partition was rebalanced: read again from the last commit
+            async with gate.handling():
+                await send_deferred(pending)
+                event.ack()
+
         async with Fetcher(settings) as fetcher:
             window = SlidingWindow(
                 settings.fetch_concurrency,
-                handle=lambda event: fetch_one(fetcher, event.message),
-                finished=lambda event: event.ack(),
+                handle=partial(download, fetcher),
+                finished=finish,
                 lane=lambda event: event.message.tp,
             )
             await window.run(stream.noack().events())

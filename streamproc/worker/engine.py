@@ -115,6 +115,10 @@ correction goes too. ``docs/notes/durability.md`` has the root-cause notes.
    (``tests/integration/test_faust_eos_facts.py``, with Faust as shipped). Here a message
    sent while a record is handled goes into the transaction of that record's partition, the
    one that commits the record's offset, as Kafka Streams ties a task's outputs to its input.
+14. ``Consumer.force_commit`` (exactly-once): Faust commits on a timer while agents run, so
+   a transaction could commit a record's outputs before its offset was acknowledged, and the
+   record's outputs came again after a crash. Here a commit waits at the ``CommitGate``
+   (``commit_gate.py``) until no record is between its first send and its acknowledgement.
 """
 
 from __future__ import annotations
@@ -135,13 +139,14 @@ from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, ProcessingGuarantee
 from faust.types.tuples import ack_lock
 from mode.services import WaitResults
 from mode.utils.futures import notify
 
 from streamproc.kafka.offsets import read_log_ends
 from streamproc.settings import Settings
+from streamproc.worker.commit_gate import CommitGate
 from streamproc.worker.delivery import resume, step, waits_on
 
 log = logging.getLogger(__name__)
@@ -410,6 +415,11 @@ class StreamprocConsumer(faust_aiokafka.Consumer):
                     self._committed_offset[tp] = previous
         return did_commit
 
+    async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        """Faust's, at the commit gate: between records (14. above)."""
+        async with self.app.commit_gate.committing():
+            return bool(await super().force_commit(topics, start_new_transaction))
+
     async def seek_to_committed(self) -> dict[TP, int | None]:
         """aiokafka's, with never-committed stream partitions sent to offset 0 (4. above);
         then every listener of ``App.seek_listeners`` hears where each partition went."""
@@ -616,6 +626,10 @@ class App(faust.App):
         self.seek_listeners = []
         """Called after every seek to committed offsets with ``{tp: committed or None}`` and
         what this worker knew committed before (its own commits and its last seek)."""
+        self.commit_gate = CommitGate(
+            enabled=self.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE
+        )
+        """Agents hold it while a record is handled; commits wait for it (14. above)."""
 
     def _new_transport(self) -> StreamprocTransport:
         return StreamprocTransport(self.conf.broker_consumer, self)

@@ -11,6 +11,9 @@ Four runs, each with three worker kills (one during its recovery) and two join/l
 - ``kafka``: one Apache Kafka node, SIGKILLed while webhooks flow (for longer than the
   worker's session, so the group fences it) and started again with its log on disk
   (``STREAMPROC_CHAOS_KAFKA_RECORDINGS``, 2,000 by default);
+- ``exactly-once``: as ``kafka``, with ``STREAMPROC_PROCESSING_GUARANTEE=exactly_once``; a
+  ``read_committed`` reader of each derived topic, with no de-duplication, sees each
+  message once (``STREAMPROC_CHAOS_KAFKA_RECORDINGS``);
 - ``cluster``: three Kafka nodes, every topic RF 3 with ``min.insync.replicas=2``; the node
   leading most raw partitions is SIGKILLed while webhooks flow, later the worker group's
   coordinator, each started again (``STREAMPROC_CHAOS_CLUSTER_RECORDINGS``, 1,000 by
@@ -67,6 +70,7 @@ RECORDINGS = {
     "memory": int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "3000")),
     "durable": int(os.environ.get("STREAMPROC_CHAOS_DURABLE_RECORDINGS", "1000")),
     "kafka": int(os.environ.get("STREAMPROC_CHAOS_KAFKA_RECORDINGS", "2000")),
+    "exactly-once": int(os.environ.get("STREAMPROC_CHAOS_KAFKA_RECORDINGS", "2000")),
     "cluster": int(os.environ.get("STREAMPROC_CHAOS_CLUSTER_RECORDINGS", "1000")),
 }
 SEED = int(os.environ.get("STREAMPROC_CHAOS_SEED", "0")) or random.randrange(1, 10**6)
@@ -206,6 +210,8 @@ class BrokerUnderTest:
     def __init__(self, mode: str, tmp_path: Path, s3_endpoint: str, prefix: str) -> None:
         self.mode = mode
         self.env: dict[str, str] = {}
+        self.worker_settings: dict[str, str] = {}
+        """For the workers only (``env`` goes to the edge too)."""
         self.worker_env: dict[str, str] = {}
         self.killed: KafkaNode | None = None
         if mode in ("memory", "durable"):
@@ -227,6 +233,8 @@ class BrokerUnderTest:
         else:
             size = 3 if mode == "cluster" else 1
             self.broker = KafkaCluster(tmp_path / mode, size=size)
+            if mode == "exactly-once":
+                self.worker_settings = {"STREAMPROC_PROCESSING_GUARANTEE": "exactly_once"}
             if mode == "cluster":
                 self.env = {
                     "STREAMPROC_TOPIC_REPLICATION_FACTOR": "3",
@@ -239,7 +247,7 @@ class BrokerUnderTest:
         broker = self.broker
         if self.mode == "durable":
             return [("broker stopped", 0, 0, broker.stop), ("broker started", 2, 4, broker.start)]
-        if self.mode == "kafka":
+        if self.mode in ("kafka", "exactly-once"):
             return [("broker killed", 0, 0, broker.kill), ("broker started", 2, 4, broker.start)]
         if self.mode == "cluster":
             return [
@@ -350,12 +358,18 @@ async def wait_for(predicate, timeout_s: float, workers: Workers):
 @pytest.mark.parametrize(
     "mode",
     # the cluster run (~2 min: three nodes) is left out of a plain pytest; CI runs it after
-    ["memory", "durable", "kafka", pytest.param("cluster", marks=pytest.mark.long)],
+    [
+        "memory",
+        "durable",
+        "kafka",
+        pytest.param("cluster", marks=pytest.mark.long),
+        pytest.param("exactly-once", marks=pytest.mark.long),
+    ],
 )
 async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_restart_and_s3_faults(
     request, s3_endpoint, tmp_path, mode
 ):
-    if mode in ("kafka", "cluster"):
+    if mode in ("kafka", "cluster", "exactly-once"):
         request.getfixturevalue("kafka_available")
     rng = random.Random(SEED)
     recordings = RECORDINGS[mode]
@@ -375,6 +389,7 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         STREAMPROC_FETCH_RETRY_DELAYS_S="1,2",  # the retry relay runs through every fault
         STREAMPROC_FETCH_CONCURRENCY="32",
         **brokers.env,
+        **brokers.worker_settings,
     )
     brokers.worker_env = env
     bucket = env["STREAMPROC_S3_BUCKET"]
@@ -424,6 +439,16 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
             name: await read_topic(broker.bootstrap, env[f"STREAMPROC_{name}_TOPIC"], 0, 2)
             for name in ("RAW", "STATE", "LIFECYCLE", "DOWNLOADS", "DLQ")
         }
+        committed = {
+            name: await read_topic(
+                broker.bootstrap,
+                env[f"STREAMPROC_{name}_TOPIC"],
+                0,
+                2,
+                isolation_level="read_committed",
+            )
+            for name in ("STATE", "LIFECYCLE", "DOWNLOADS")
+        }
     finally:
         workers.stop()
         stop_process(edge.process)
@@ -464,6 +489,7 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
             if topic == env["STREAMPROC_LIFECYCLE_TOPIC"]
         }
         live_lifecycle = {m["event_id"] for m in messages(topics["LIFECYCLE"])}
+        repeated = repeated_messages(committed)
     finally:
         broker.stop()
 
@@ -473,6 +499,7 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         f" refused={dict(sender.refused)} in raw={len(in_raw)} lost={len(lost)};"
         f" recordings finished={len(expected)} downloaded={len(by_recording)}"
         f" wrong checksum={len(wrong_checksum)} repeated full GETs={repeated_gets}"
+        f" messages seen twice read_committed={ {k: len(v) for k, v in repeated.items()} }"
         f" S3 faults={dict(proxy.faults)}; states differing from a clean fold="
         f"{len(differing_states)}; records swept={swept}; dead letters={len(topics['DLQ'])};"
         f" chaos={schedule} kills={workers.kills} crashes={workers.crashes};"
@@ -492,8 +519,24 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
     assert not differing_states, differing_states[:10]
     assert live_lifecycle == clean_lifecycle
     assert not topics["DLQ"], messages(topics["DLQ"])[:3]
+    if mode == "exactly-once":
+        assert not any(repeated.values()), {k: v[:5] for k, v in repeated.items()}
     # A download repeats only if its worker died between the last byte and the marker.
     assert repeated_gets <= workers.kills * int(env.get("STREAMPROC_FETCH_CONCURRENCY", "8"))
+
+
+def repeated_messages(by_topic: dict[str, list]) -> dict[str, list]:
+    """Per derived topic, what a consumer with no de-duplication read more than once: a state
+    by (recording, the event that made it), a lifecycle or download message by event id."""
+    repeated = {}
+    for name, records in by_topic.items():
+        found = messages(records)
+        if name == "STATE":
+            ids = [(m["recording_id"], m["updated_by"]) for m in found]
+        else:
+            ids = [(m["type"], m["event_id"]) if "type" in m else m["event_id"] for m in found]
+        repeated[name] = [key for key, count in Counter(ids).items() if count > 1]
+    return repeated
 
 
 def _records_swept(workers: Workers) -> int:

@@ -20,12 +20,26 @@ async def items(count: int) -> AsyncIterator[int]:
 
 
 def window(size: int, handle, finished=None, lanes: int = 1) -> SlidingWindow[int]:
-    return SlidingWindow(
-        size,
-        handle=handle,
-        finished=finished or (lambda index: None),
-        lane=lambda index: index % lanes,
-    )
+    async def finish(index: int, result: object) -> None:
+        if finished is not None:
+            finished(index)
+
+    return SlidingWindow(size, handle=handle, finished=finish, lane=lambda index: index % lanes)
+
+
+async def test_each_request_is_finished_with_what_its_handling_returned():
+    results: list[tuple[int, object]] = []
+
+    async def download(index: int) -> str:
+        await asyncio.sleep(0.001 * (index % 3))
+        return f"file-{index}"
+
+    async def finish(index: int, result: object) -> None:
+        await asyncio.sleep(0)  # a finish that suspends keeps its lane's order
+        results.append((index, result))
+
+    await SlidingWindow(4, download, finish, lane=lambda index: 0).run(items(12))
+    assert results == [(index, f"file-{index}") for index in range(12)]
 
 
 async def test_a_slow_download_does_not_hold_up_the_others():
