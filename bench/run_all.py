@@ -62,7 +62,11 @@ def benchmarks(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
         "worker": lambda: (
             asyncio.run(worker_throughput.run(sizes.worker_events, sizes.batches))
             + (
-                asyncio.run(worker_throughput.run(sizes.worker_large_events, (100,), race=()))
+                asyncio.run(
+                    worker_throughput.run(
+                        sizes.worker_large_events, (100,), race=(), exactly_once=()
+                    )
+                )
                 if sizes.worker_large_events
                 else []
             )

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from brokers import bench_broker
+from brokers import bench_broker, broker_kind
 from cpu import cpu_seconds
 from report import Figure, table
 
@@ -177,17 +177,20 @@ async def run(
     batches: tuple[int, ...] = (1, 100, 500),
     race: tuple[int, ...] = (100,),
     providers: tuple[str, ...] = PROVIDERS,
+    exactly_once: tuple[int, ...] = (100,),
 ) -> list[Figure]:
     """Per provider's events: the worker once per fold batch size (and per size in ``race``
-    with STREAMPROC_DIRECT_DELIVERY=0, Faust's per-record race), and both baselines, on the
-    same raw topic."""
+    with STREAMPROC_DIRECT_DELIVERY=0, Faust's per-record race, and in ``exactly_once`` with
+    transactions, on Kafka only), and both baselines, on the same raw topic."""
     figures = []
     with tempfile.TemporaryDirectory() as scratch, bench_broker() as broker:
+        if broker_kind() != "kafka":
+            exactly_once = ()  # Tansu has no transactions
         for provider in providers:
             folder = Path(scratch, provider)
             folder.mkdir()  # noqa: ASYNC240 - one directory, before anything runs
             figures += await _run_provider(
-                broker.bootstrap, str(folder), provider, count, batches, race
+                broker.bootstrap, str(folder), provider, count, batches, race, exactly_once
             )
     return figures
 
@@ -199,6 +202,7 @@ async def _run_provider(
     count: int,
     batches: tuple[int, ...],
     race: tuple[int, ...],
+    exactly_once: tuple[int, ...],
 ) -> list[Figure]:
     topic = f"bench.raw.{provider}"
     total = sum((await produce(bootstrap, topic, events(count, provider))).values())
@@ -240,10 +244,12 @@ async def _run_provider(
         f"bare aiokafka loop, {provider}",
     )
     figures = []
-    runs = [(batch, True) for batch in batches] + [(batch, False) for batch in race]
-    for batch, direct_delivery in runs:
-        name = f"{provider}-batch-{batch}" + ("" if direct_delivery else "-race")
-        extra = {"STREAMPROC_DIRECT_DELIVERY": "1" if direct_delivery else "0"}
+    measured: dict[tuple[int, str], Measured] = {}
+    runs = [(batch, "", {}) for batch in batches]
+    runs += [(batch, "-race", {"STREAMPROC_DIRECT_DELIVERY": "0"}) for batch in race]
+    runs += [(batch, "-eos", EXACTLY_ONCE) for batch in exactly_once]
+    for batch, suffix, extra in runs:
+        name = f"{provider}-batch-{batch}{suffix}"
         worker = await measure(
             [sys.executable, "-m", "streamproc", "worker"],
             lambda _, batch=batch, name=name, extra=extra: {
@@ -256,11 +262,13 @@ async def _run_provider(
             total,
             f"streamproc worker, {name}",
         )
+        measured[batch, suffix] = worker
         label = f"worker, {provider} events, STREAMPROC_FOLD_BATCH={batch}"
-        if not direct_delivery:
-            label += ", STREAMPROC_DIRECT_DELIVERY=0"
+        label += "".join(f", {key}={value}" for key, value in extra.items())
         label += f" ({total:,} events, {PARTITIONS} partitions)"
         rate = worker.events_per_s
+        if suffix == "-eos" and (batch, "") in measured:
+            figures += _cost_of_exactly_once(label, worker, measured[batch, ""])
         figures += [
             Figure(label, rate, "events/s", "plain Faust Table agent", faust.events_per_s, ">= 4"),
             Figure(label, rate, "events/s", "bare aiokafka loop", bare.events_per_s, ">= 0.5"),
@@ -279,6 +287,26 @@ async def _run_provider(
     return figures
 
 
+EXACTLY_ONCE = {"STREAMPROC_PROCESSING_GUARANTEE": "exactly_once"}
+
+
+def _cost_of_exactly_once(label: str, eos: Measured, at_least_once: Measured) -> list[Figure]:
+    """The exactly-once worker against the at-least-once one at the same batch size."""
+    baseline = "the same worker, at_least_once, same run"
+    figures = [Figure(label, eos.events_per_s, "events/s", baseline, at_least_once.events_per_s)]
+    if eos.cpu_us_per_event and at_least_once.cpu_us_per_event:
+        figures.append(
+            Figure(
+                label,
+                eos.cpu_us_per_event,
+                "µs CPU/event",
+                baseline,
+                at_least_once.cpu_us_per_event,
+            )
+        )
+    return figures
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)
@@ -293,11 +321,18 @@ async def main() -> None:
         help="batch sizes to run again with STREAMPROC_DIRECT_DELIVERY=0 (Faust's race)",
     )
     parser.add_argument("--providers", default=",".join(PROVIDERS), help="whose events")
+    parser.add_argument(
+        "--exactly-once",
+        default="100",
+        help="batch sizes to run again with STREAMPROC_PROCESSING_GUARANTEE=exactly_once "
+        "(Kafka only)",
+    )
     args = parser.parse_args()
     batches = tuple(int(value) for value in args.batches.split(","))
     race = tuple(int(value) for value in args.race.split(",") if value)
     providers = tuple(name for name in args.providers.split(",") if name)
-    print(table(await run(args.events, batches, race, providers)))
+    exactly_once = tuple(int(value) for value in args.exactly_once.split(",") if value)
+    print(table(await run(args.events, batches, race, providers, exactly_once)))
 
 
 def worker_env(
