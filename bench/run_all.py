@@ -49,6 +49,7 @@ class Sizes:
 
 
 QUIET_RATE = 5  # webhooks/s: each fetch finds at most a record or two
+DOWNLOAD_RATE = 200  # webhooks/s: 100 recordings/s finished (a started and a finished each)
 
 SIZES = {
     "smoke": Sizes(900, (100,), 1_200, 1, 50, 2, 900, (2, 1, 4)),
@@ -78,6 +79,9 @@ def benchmarks(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
             + e2e_latency.run(sizes.e2e_rate, sizes.e2e_seconds)
             + e2e_latency.run(sizes.e2e_rate, sizes.e2e_seconds, fetch_wait_ms=20)
             + e2e_latency.run(sizes.e2e_rate, sizes.e2e_seconds, fetch_wait_ms=20, split=True)
+            + e2e_latency.run(  # 100 recordings/s finished: how soon each is downloaded
+                DOWNLOAD_RATE, sizes.e2e_seconds, fetch_wait_ms=20, split=True
+            )
             + e2e_latency.run(  # the fold's own latency: no S3 reads beside it
                 sizes.e2e_rate, sizes.e2e_seconds, fetch_wait_ms=20, split=True, downloads=False
             )

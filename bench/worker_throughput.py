@@ -35,15 +35,20 @@ PARTITIONS = 4
 HERE = Path(__file__).resolve().parent
 
 
-PROVIDERS = ("openvidu", "daily")
+PROVIDERS = ("openvidu", "daily", "acme")
+"""``acme``: the Standard Webhooks provider mapped by deploy/standard-webhooks/example.toml."""
+MAPPING = HERE.parent / "deploy" / "standard-webhooks" / "example.toml"
 
 
 def events(count: int, provider: str = "openvidu") -> list[tuple[bytes, bytes, bytes]]:
-    """(key, provider, body): OpenVidu started/updated/ending cycles, or Daily
+    """(key, provider, body): OpenVidu started/updated/ending cycles, Daily
     ``recording.started`` twice per recording naming its instance (as Daily sends them; every
-    such event links the instance for the join); no finished (no S3)."""
+    such event links the instance for the join), or a mapped provider's started/stopping;
+    no finished (no S3)."""
     if provider == "daily":
         return _daily_events(count)
+    if provider == "acme":
+        return _mapped_events(count)
     out = []
     statuses = ["STARTING", "ACTIVE", "ENDING"]
     for index in range(count):
@@ -85,6 +90,22 @@ def _daily_events(count: int) -> list[tuple[bytes, bytes, bytes]]:
             }
         )
         out.append((recording.encode(), b"daily", body))
+    return out
+
+
+def _mapped_events(count: int) -> list[tuple[bytes, bytes, bytes]]:
+    """A mapped provider's ``recording.started`` then ``recording.stopping`` per recording."""
+    out = []
+    for index in range(count):
+        recording = f"bench-{index // 2:06d}"
+        body = orjson.dumps(
+            {
+                "type": "recording.stopping" if index % 2 else "recording.started",
+                "timestamp": 1_700_000_000 + index / 1000,
+                "data": {"recording": {"id": recording}, "room": "bench-room"},
+            }
+        )
+        out.append((recording.encode(), b"acme", body))
     return out
 
 
@@ -354,6 +375,7 @@ def worker_env(
         "STREAMPROC_FETCH_TOPIC": f"bench.fetch.{name}",
         "STREAMPROC_DLQ_TOPIC": f"bench.dlq.{name}",
         "STREAMPROC_DOWNLOADS_TOPIC": f"bench.downloads.{name}",
+        "STREAMPROC_STANDARD_WEBHOOKS_MAPPING": str(MAPPING),
     }
 
 
