@@ -236,19 +236,15 @@ def _fold_agents(
     batch at a time."""
 
     async def handle_one(handle: Callable[..., Awaitable[None]], message: Any) -> None:
-        """One record through ``handle``, then marked handled for the sweeper; let go of if
-        its partition moved to another worker (exactly-once, engine correction 15)."""
-        try:
-            await handle(
-                message.topic,
-                message.partition,
-                message.offset,
-                message.key,
-                message.value,
-                header_dict(message.headers),
-            )
-        except engine.PartitionMovedOn:
-            return
+        """One record through ``handle``, then marked handled for the sweeper."""
+        await handle(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            header_dict(message.headers),
+        )
         sweeper.handled(message.topic, message.partition, message.offset)
 
     async def consume_batches(
@@ -316,10 +312,7 @@ def _fetch_agent(
             if event.message.generation_id != app.consumer_generation_id:
                 return  # its partition was rebalanced: read again from the last commit
             async with gate.handling():
-                try:
-                    await send_deferred(pending)
-                except engine.PartitionMovedOn:
-                    return  # read again by the partition's new owner (engine correction 15)
+                await send_deferred(pending)
                 event.ack()
 
         async with Fetcher(settings) as fetcher:

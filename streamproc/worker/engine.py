@@ -119,14 +119,6 @@ correction goes too. ``docs/notes/durability.md`` has the root-cause notes.
    a transaction could commit a record's outputs before its offset was acknowledged, and the
    record's outputs came again after a crash. Here a commit waits at the ``CommitGate``
    (``commit_gate.py``) until no record is between its first send and its acknowledgement.
-15. ``TransactionManager.commit`` and ``send`` (exactly-once): when another worker takes a
-   partition, its transactional producer fences ours before this worker hears of the
-   rebalance. Faust then crashed the whole worker at the next commit (faust-streaming #323),
-   and a send for that partition raised in the agent, which ended the worker too (the chaos
-   suite's ``exactly-once`` run: one crash per run). Here a fenced transaction is dropped,
-   with the other partitions' committed; a send for it raises ``PartitionMovedOn``, and the
-   agents let go of that record: nothing of it can commit here any more, and its new owner
-   reads it again from the last commit.
 """
 
 from __future__ import annotations
@@ -141,8 +133,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import IllegalGenerationError, IllegalOperation, KafkaError, ProducerFenced
-from faust.exceptions import FaustError, ProducerSendError
+from aiokafka.errors import IllegalGenerationError, KafkaError
 from faust.streams import current_event
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
@@ -563,40 +554,7 @@ class StreamprocConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return {}
 
 
-class PartitionMovedOn(FaustError):
-    """A record's partition belongs to another worker now (its transaction was fenced)."""
-
-
 class StreamprocTransactionManager(TransactionManager):
-    def transactional_id(self, tp: TP) -> str:
-        """Faust's transactional id of ``tp``'s partition: one per topic group and number."""
-        return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
-
-    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
-        """Faust's, one transaction at a time; a fenced one is dropped (correction 15).
-        False unless every transaction committed."""
-        by_transaction: dict[str, dict[TP, int]] = {}
-        for tp, offset in offsets.items():
-            by_transaction.setdefault(self.transactional_id(tp), {})[tp] = offset
-        committed = True
-        for transactional_id, its_offsets in by_transaction.items():
-            try:
-                await self.producer.commit_transactions(
-                    {transactional_id: its_offsets},
-                    self.app.conf.id,
-                    start_new_transaction=start_new_transaction,
-                )
-            except (ProducerFenced, IllegalOperation) as exc:
-                committed = False
-                log.info(
-                    "transaction %s fenced: its partition belongs to another worker now, "
-                    "which reads it again from the last commit (%r)",
-                    transactional_id,
-                    exc,
-                )
-                await self.producer.stop_transaction(transactional_id)
-        return committed
-
     async def send(
         self,
         topic: str,
@@ -612,19 +570,17 @@ class StreamprocTransactionManager(TransactionManager):
         event = current_event()
         if event is None:  # not sent for a record (a timer's): Faust's choice
             return await super().send(topic, key, value, partition, timestamp, headers)
-        transactional_id = self.transactional_id(event.message.tp)
-        try:
-            return await self.producer.send(
-                topic,
-                key,
-                value,
-                partition,
-                timestamp,
-                headers,
-                transactional_id=transactional_id,
-            )
-        except (ProducerSendError, ProducerFenced, IllegalOperation) as exc:
-            raise PartitionMovedOn(transactional_id) from exc  # correction 15
+        source = event.message.tp
+        group = self.app.assignor.group_for_topic(source.topic)
+        return await self.producer.send(
+            topic,
+            key,
+            value,
+            partition,
+            timestamp,
+            headers,
+            transactional_id=f"{self.app.conf.id}-{group}-{source.partition}",
+        )
 
 
 class StreamprocTransport(faust_aiokafka.Transport):
