@@ -9,30 +9,11 @@ import asyncio
 import os
 import sys
 
-import faust
-
-from streamproc.worker import engine
+from faust_app import plain_app
 
 bootstrap, app_id, topic_name, log_path, web_port, data_dir, flavour, worker = sys.argv[1:9]
-# Faust's own per-record delivery in both flavours: these facts are about Faust's paths
-options = {"direct_delivery": False} if flavour == "streamproc" else {}
-App = engine.App if flavour == "streamproc" else faust.App
-app = App(
-    app_id,
-    broker=f"kafka://{bootstrap}",
-    store="memory://",
-    datadir=data_dir,
-    topic_partitions=4,
-    topic_replication_factor=1,
-    broker_session_timeout=6,
-    broker_heartbeat_interval=2,
-    broker_commit_interval=0.5,
-    consumer_auto_offset_reset="earliest",
-    web_host="127.0.0.1",
-    web_port=int(web_port),
-    key_serializer="raw",
-    value_serializer="raw",
-    **options,
+app = plain_app(
+    flavour, app_id, bootstrap, data_dir, web_port, topic_partitions=4, broker_commit_interval=0.5
 )
 topic = app.topic(topic_name, partitions=4, key_type=bytes, value_type=bytes)
 counts = app.Table("counts", default=None, partitions=4, key_type=bytes, value_type=bytes)

@@ -10,34 +10,23 @@ FLAVOUR ``faust`` is faust.App as shipped, ``streamproc`` is ``streamproc.worker
 import os
 import sys
 
-import faust
+from faust_app import plain_app
 
 from streamproc.kafka.partitions import KeyHashPartitioner
-from streamproc.worker import engine
 
 bootstrap, app_id, in_name, out_name, log_path, web_port, data_dir, flavour, commit_s = sys.argv[
     1:10
 ]
-options = {"direct_delivery": False} if flavour == "streamproc" else {}
-App = engine.App if flavour == "streamproc" else faust.App
-app = App(
+app = plain_app(
+    flavour,
     app_id,
-    broker=f"kafka://{bootstrap}",
-    store="memory://",
-    datadir=data_dir,
+    bootstrap,
+    data_dir,
+    web_port,
     processing_guarantee="exactly_once",
     topic_partitions=2,
-    topic_replication_factor=1,
-    broker_session_timeout=6,
-    broker_heartbeat_interval=2,
     broker_commit_interval=float(commit_s),
-    consumer_auto_offset_reset="earliest",
     producer_partitioner=KeyHashPartitioner(),
-    web_host="127.0.0.1",
-    web_port=int(web_port),
-    key_serializer="raw",
-    value_serializer="raw",
-    **options,
 )
 source = app.topic(in_name, partitions=2, key_type=bytes, value_type=bytes)
 output = app.topic(out_name, partitions=2, key_type=bytes, value_type=bytes)
