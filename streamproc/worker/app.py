@@ -223,12 +223,6 @@ def _sweeper(
     return sweeper
 
 
-def current(event: Any) -> bool:
-    """Read in the group's current generation (else its ack would be dropped, and it is read
-    again from the last commit: ``worker/engine.py`` correction 7)."""
-    return bool(event.message.generation_id == event.app.consumer_generation_id)
-
-
 def _fold_agents(
     app: faust.App,
     settings: Settings,
@@ -261,8 +255,6 @@ def _fold_agents(
         async for events in stream.take_events(settings.fold_batch, within=FOLD_BATCH_WAIT_S):
             async with app.commit_gate.handling():  # exactly-once: no commit mid-batch
                 for event in events:
-                    if app.commit_gate.enabled and not current(event):
-                        continue  # a rebalance came first (engine correction 15)
                     with handling(event):
                         await handle_one(handle, event.message)
                 table.flush()
@@ -317,9 +309,9 @@ def _fetch_agent(
             return pending
 
         async def finish(event: Any, pending: list[Any]) -> None:
+            if event.message.generation_id != app.consumer_generation_id:
+                return  # its partition was rebalanced: read again from the last commit
             async with gate.handling():
-                if not current(event):
-                    return  # its partition was rebalanced: read again from the last commit
                 await send_deferred(pending)
                 event.ack()
 

@@ -119,15 +119,6 @@ correction goes too. ``docs/notes/durability.md`` has the root-cause notes.
    a transaction could commit a record's outputs before its offset was acknowledged, and the
    record's outputs came again after a crash. Here a commit waits at the ``CommitGate``
    (``commit_gate.py``) until no record is between its first send and its acknowledgement.
-15. ``TransactionManager.on_rebalance`` (exactly-once): a partition this worker keeps across
-   a rebalance kept its open transaction too, while the new generation starts with no acks
-   (7. above). When the broker was away the transaction could not commit before the
-   rebalance, so it kept the messages of records whose acks were forgotten, and committed
-   them later with other offsets: the chaos suite's ``exactly-once`` run read download
-   messages twice (docs/notes/exactly-once.md, section 4). Here a rebalance waits at the
-   commit gate, and every partition it leaves here starts a new transactional producer,
-   whose ``InitProducerId`` aborts what the old one left open; records of the old
-   generation still waiting at the gate are let go of.
 """
 
 from __future__ import annotations
@@ -564,14 +555,6 @@ class StreamprocConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class StreamprocTransactionManager(TransactionManager):
-    async def on_rebalance(
-        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]
-    ) -> None:
-        """Faust's, with a new transaction for every partition kept (correction 15)."""
-        kept = assigned - newly_assigned
-        async with self.app.commit_gate.committing():
-            await super().on_rebalance(assigned, revoked | kept, newly_assigned)
-
     async def send(
         self,
         topic: str,
