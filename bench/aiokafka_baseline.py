@@ -39,7 +39,7 @@ async def main() -> None:
                 for record in records:
                     event = orjson.loads(record.value)
                     previous = states.get(record.key, {"events": 0})
-                    status = event["data"]["status"] if "data" in event else event["type"]
+                    status = event.get("data", {}).get("status") or event.get("type")
                     state = {"events": previous["events"] + 1, "status": status}
                     states[record.key] = state
                     value = orjson.dumps(state)
