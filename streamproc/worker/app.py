@@ -295,8 +295,8 @@ def _fetch_agent(
 
     @app.agent(topics.fetch_requests, name="fetch")
     async def fetch(stream: Any) -> None:
-        """Up to ``fetch_concurrency`` downloads at a time, each acked when it ends
-        (``fetch/window.py``)."""
+        """Up to ``fetch_concurrency`` downloads at a time, each acked once it and every
+        request before it on its partition ended (``fetch/window.py``)."""
         gate = app.commit_gate
 
         async def download(fetcher: Fetcher, event: Any) -> list[Any]:

@@ -6,7 +6,6 @@ process accepts a connection is the kernel's choice; the bench measures what two
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import signal
@@ -22,24 +21,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from streamproc.kafka.topics import TopicSpec, ensure_topics
 
-from helpers import read_topic, signed, start_edge
+from helpers import alive, children_of, read_topic, signed, start_edge
 
 pytestmark = pytest.mark.integration
 PROCESSES = 2
 WEBHOOKS = 200
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115 - /proc
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def wait_for_ready(log_path: Path, processes: int) -> set[int]:
@@ -123,19 +109,11 @@ async def test_two_edge_processes_serve_one_port_and_one_metrics(broker, tmp_pat
     finally:
         edge.process.send_signal(signal.SIGTERM)
         assert edge.process.wait(timeout=30) == 0
-    assert [pid for pid in workers if _alive(pid)] == []
+    assert [pid for pid in workers if alive(pid)] == []
 
 
 def _cmdline(pid: int) -> str:
     try:
-        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - /proc
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
