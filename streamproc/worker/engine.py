@@ -119,6 +119,17 @@ correction goes too. ``docs/notes/durability.md`` has the root-cause notes.
    a transaction could commit a record's outputs before its offset was acknowledged, and the
    record's outputs came again after a crash. Here a commit waits at the ``CommitGate``
    (``commit_gate.py``) until no record is between its first send and its acknowledgement.
+15. ``Consumer.on_partitions_revoked`` (exactly-once): Faust's revocation forgets the acks of
+   every revoked partition (all of them: the group's protocol is eager) *before* it commits,
+   so its commit carries none of the offsets acknowledged since the last one, while their
+   records' outputs stay in the open transactions. A partition this worker keeps keeps its
+   producer and that transaction; its records are read again from the committed offset and
+   their outputs sent again into it, and the next commit makes both copies visible
+   (``tests/integration/test_faust_eos_facts.py::test_a_record_handled_before_a_rebalance_
+   is_committed_once``; the chaos suite's ``exactly-once`` run read download messages twice).
+   Here the revocation first commits every transaction with the offsets acknowledged so
+   far, at the commit gate, as Kafka Streams commits its tasks when they are revoked; a
+   transaction that cannot commit then ends the process (its successor's producers abort it).
 """
 
 from __future__ import annotations
@@ -374,7 +385,29 @@ class StreamprocConsumer(faust_aiokafka.Consumer):
         self.rebalances += 1
         self.sought = {}
         self._buffered_partitions.difference_update(revoked)
+        if self.app.commit_gate.enabled:
+            await self._commit_what_was_acked()
+        # No suspension between that commit and Faust forgetting the acks: Faust's revocation
+        # clears them before its first await, and no record is acknowledged in between.
         await super().on_partitions_revoked(revoked)
+
+    async def _commit_what_was_acked(self) -> None:
+        """Exactly-once: commit every transaction with the offsets acknowledged so far, before
+        Faust's revocation forgets them (15. above). A transaction that cannot commit holds
+        outputs whose offsets this worker is about to forget: the process ends, and the
+        transactional producers of the worker that replaces it abort it."""
+        async with self.app.commit_gate.committing():
+            try:
+                await faust_aiokafka.Consumer.force_commit(self, start_new_transaction=True)
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the transaction open
+                log.critical(
+                    "cannot commit the transactions before a rebalance (%r): stopping this"
+                    " worker so that its transactions are aborted and a new one reads on from"
+                    " the last commit",
+                    exc,
+                )
+                logging.shutdown()
+                os._exit(EXIT_TRANSACTION_FAILED)
 
     def on_buffer_drop(self, tp: TP) -> None:
         """Faust's, leaving a partition paused since its queue filled paused (9. above)."""
@@ -604,6 +637,8 @@ class StreamprocTableManager(TableManager):
 
 EXIT_AGENT_CRASHED = 70
 """The worker's exit status after an agent crashed (EX_SOFTWARE)."""
+EXIT_TRANSACTION_FAILED = 75
+"""The worker's exit status after a transaction it must commit failed (EX_TEMPFAIL)."""
 
 
 class App(faust.App):

@@ -52,5 +52,5 @@ async def ignore(stream):
 
 
 if __name__ == "__main__":
-    sys.argv = [sys.argv[0], "worker", "-l", "warn"]
+    sys.argv = [sys.argv[0], "worker", "-l", "info"]  # "Worker ready" tells a test
     app.main()

@@ -47,16 +47,25 @@ def key_on(partition: int, prefix: str) -> bytes:
 
 
 class EosApp:
-    def __init__(self, bootstrap: str, folder: Path, flavour: str, commit_s: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        folder: Path,
+        flavour: str,
+        commit_s: float,
+        app_id: str | None = None,
+        name: str = "app",
+    ) -> None:
+        """``app_id`` of a running app: another member of its group."""
         self.bootstrap = bootstrap
-        self.app_id = f"eos-{uuid.uuid4().hex[:6]}"
+        self.app_id = app_id or f"eos-{uuid.uuid4().hex[:6]}"
         self.source, self.output = f"{self.app_id}-in", f"{self.app_id}-out"
-        self.processed = folder / "processed"
+        self.processed = folder / f"{name}.processed"
         self.processed.touch()
         command = [sys.executable, str(APP), bootstrap, self.app_id, self.source, self.output]
-        command += [str(self.processed), str(free_port()), str(folder / "data"), flavour]
-        command += [str(commit_s)]
-        self.command, self.log = command, folder / "app.log"
+        command += [str(self.processed), str(free_port()), str(folder / f"{name}.data")]
+        command += [flavour, str(commit_s)]
+        self.command, self.log = command, folder / f"{name}.log"
 
     async def __aenter__(self) -> EosApp:
         names = (self.source, self.output, f"{self.output}-loop")
@@ -78,9 +87,21 @@ class EosApp:
         finally:
             await producer.stop()
 
+    def handled(self) -> list[str]:
+        """``partition offset`` of each record the app handled, in order."""
+        return self.processed.read_text().splitlines()
+
     async def wait_processed(self, count: int, timeout_s: float = 90) -> None:
         deadline = time.monotonic() + timeout_s
-        while len(self.processed.read_text().splitlines()) < count:
+        while len(self.handled()) < count:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
+            await asyncio.sleep(0.2)
+
+    async def wait_ready(self, timeout_s: float = 60) -> None:
+        """Until the group's rebalance that took this app in has ended in it."""
+        deadline = time.monotonic() + timeout_s
+        while "Worker ready" not in self.log.read_text():
             assert self.process.poll() is None, self.log.read_text()[-3000:]
             assert time.monotonic() < deadline, self.log.read_text()[-3000:]
             await asyncio.sleep(0.2)
@@ -146,3 +167,36 @@ async def test_a_message_to_another_partition_commits_with_the_record_that_sent_
         assert seen == [], "as shipped, it waits in partition 1's transaction"
     else:
         assert seen == [(1, output_key)]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+async def test_a_record_handled_before_a_rebalance_is_committed_once(kafka, tmp_path, flavour):
+    """A record on each partition, handled and acknowledged; no commit on a timer (1,000 s).
+    A second member joins, each keeps one partition, and a second record on each partition
+    is handled after the rebalance; then both stop, committing on the way. As shipped, the
+    revocation forgot the acks before committing, so the first records were read again
+    from offset 0 and handled twice, and a kept transaction carried two copies of its output
+    (correction 15 in ``streamproc.worker.engine``)."""
+    first_records = {key_on(0, "in"): key_on(0, "out"), key_on(1, "in"): key_on(1, "out")}
+    later_records = {key_on(0, "in2"): key_on(0, "out2"), key_on(1, "in2"): key_on(1, "out2")}
+    async with EosApp(kafka.bootstrap, tmp_path, flavour, commit_s=1000) as first:
+        for input_key, output_key in first_records.items():
+            await first.send(input_key, output_key)
+        await first.wait_processed(2)
+        second = EosApp(kafka.bootstrap, tmp_path, flavour, 1000, first.app_id, "second")
+        async with second:
+            await second.wait_ready()
+            for input_key, output_key in later_records.items():
+                await first.send(input_key, output_key)
+            deadline = time.monotonic() + 60
+            while not {"0 1", "1 1"} <= set(handled := first.handled() + second.handled()):
+                assert time.monotonic() < deadline, handled
+                await asyncio.sleep(0.2)
+    seen = await committed(kafka.bootstrap, first.output, seconds=10)
+    if flavour == "faust":
+        assert len(handled) > len(set(handled)), f"as shipped, handled again: {handled}"
+        assert len(seen) > len(set(seen)), f"as shipped, committed twice: {seen}"
+    else:
+        assert sorted(handled) == ["0 0", "0 1", "1 0", "1 1"]
+        outputs = [*first_records.values(), *later_records.values()]
+        assert sorted(seen) == sorted((partition_for(key, 2), key) for key in outputs)
