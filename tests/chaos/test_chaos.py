@@ -11,12 +11,9 @@ Four runs, each with three worker kills (one during its recovery) and two join/l
 - ``kafka``: one Apache Kafka node, SIGKILLed while webhooks flow (for longer than the
   worker's session, so the group fences it) and started again with its log on disk
   (``STREAMPROC_CHAOS_KAFKA_RECORDINGS``, 2,000 by default);
-- ``exactly-once``: as ``kafka``, with ``STREAMPROC_PROCESSING_GUARANTEE=exactly_once``; a
-  ``read_committed`` reader of each derived topic, with no de-duplication, must see each
-  message once (``STREAMPROC_CHAOS_KAFKA_RECORDINGS``). Run only with
-  ``STREAMPROC_CHAOS_EXACTLY_ONCE=1``: it does not hold yet (issue 28; download messages
-  repeat in 2 of 3 runs, docs/notes/exactly-once.md), and a run that cannot pass is not
-  part of CI's;
+- ``exactly-once`` and ``exactly-once-cluster``: as ``kafka`` and ``cluster``, with
+  ``STREAMPROC_PROCESSING_GUARANTEE=exactly_once``; a ``read_committed`` reader of each
+  derived topic, with no de-duplication, must see each message once;
 - ``cluster``: three Kafka nodes, every topic RF 3 with ``min.insync.replicas=2``; the node
   leading most raw partitions is SIGKILLed while webhooks flow, later the worker group's
   coordinator, each started again (``STREAMPROC_CHAOS_CLUSTER_RECORDINGS``, 1,000 by
@@ -73,9 +70,11 @@ RECORDINGS = {
     "memory": int(os.environ.get("STREAMPROC_CHAOS_RECORDINGS", "3000")),
     "durable": int(os.environ.get("STREAMPROC_CHAOS_DURABLE_RECORDINGS", "1000")),
     "kafka": int(os.environ.get("STREAMPROC_CHAOS_KAFKA_RECORDINGS", "2000")),
-    "exactly-once": int(os.environ.get("STREAMPROC_CHAOS_KAFKA_RECORDINGS", "2000")),
     "cluster": int(os.environ.get("STREAMPROC_CHAOS_CLUSTER_RECORDINGS", "1000")),
 }
+EXACTLY_ONCE = {"exactly-once": "kafka", "exactly-once-cluster": "cluster"}
+"""Modes run with ``STREAMPROC_PROCESSING_GUARANTEE=exactly_once``, and their broker's mode."""
+RECORDINGS |= {mode: RECORDINGS[broker] for mode, broker in EXACTLY_ONCE.items()}
 SEED = int(os.environ.get("STREAMPROC_CHAOS_SEED", "0")) or random.randrange(1, 10**6)
 SENDERS = 32
 FAULT_RATE = 0.05
@@ -211,7 +210,7 @@ class BrokerUnderTest:
     """The run's broker, what it is told, and what the schedule does to it."""
 
     def __init__(self, mode: str, tmp_path: Path, s3_endpoint: str, prefix: str) -> None:
-        self.mode = mode
+        self.mode = mode = EXACTLY_ONCE.get(mode, mode)
         self.env: dict[str, str] = {}
         self.worker_settings: dict[str, str] = {}
         """For the workers only (``env`` goes to the edge too)."""
@@ -236,8 +235,6 @@ class BrokerUnderTest:
         else:
             size = 3 if mode == "cluster" else 1
             self.broker = KafkaCluster(tmp_path / mode, size=size)
-            if mode == "exactly-once":
-                self.worker_settings = {"STREAMPROC_PROCESSING_GUARANTEE": "exactly_once"}
             if mode == "cluster":
                 self.env = {
                     "STREAMPROC_TOPIC_REPLICATION_FACTOR": "3",
@@ -250,7 +247,7 @@ class BrokerUnderTest:
         broker = self.broker
         if self.mode == "durable":
             return [("broker stopped", 0, 0, broker.stop), ("broker started", 2, 4, broker.start)]
-        if self.mode in ("kafka", "exactly-once"):
+        if self.mode == "kafka":
             return [("broker killed", 0, 0, broker.kill), ("broker started", 2, 4, broker.start)]
         if self.mode == "cluster":
             return [
@@ -366,23 +363,21 @@ async def wait_for(predicate, timeout_s: float, workers: Workers):
         "durable",
         "kafka",
         pytest.param("cluster", marks=pytest.mark.long),
-        *(
-            [pytest.param("exactly-once", marks=pytest.mark.long)]
-            if os.environ.get("STREAMPROC_CHAOS_EXACTLY_ONCE") == "1"
-            else []
-        ),
+        *(pytest.param(mode, marks=pytest.mark.long) for mode in EXACTLY_ONCE),
     ],
 )
 async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_restart_and_s3_faults(
     request, s3_endpoint, tmp_path, mode
 ):
-    if mode in ("kafka", "cluster", "exactly-once"):
+    if mode not in ("memory", "durable"):
         request.getfixturevalue("kafka_available")
     rng = random.Random(SEED)
     recordings = RECORDINGS[mode]
     prefix = f"chaos-{uuid.uuid4().hex[:6]}"
     s3 = s3_client(s3_endpoint)
     brokers = BrokerUnderTest(mode, tmp_path, s3_endpoint, prefix)
+    if mode in EXACTLY_ONCE:
+        brokers.worker_settings["STREAMPROC_PROCESSING_GUARANTEE"] = "exactly_once"
     broker = brokers.broker
     proxy = S3Proxy(s3_endpoint, fault_rate=FAULT_RATE, seed=SEED).start()
     sink = tmp_path / "downloads"
@@ -513,7 +508,7 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         f" sending {sender.took_s:.0f} s, chaos {chaos_for:.0f} s, settling {settle_for:.0f} s"
     )
     assert len(sender.acknowledged) == len(webhooks)
-    if mode in ("durable", "kafka"):
+    if brokers.mode in ("durable", "kafka"):
         assert sender.refused[503], "the edge never answered 503 while the broker was away"
     assert not lost, f"acknowledged but not in the raw topic: {sorted(lost)[:10]}"
     assert in_raw <= {event_id for event_id, _ in webhooks}
@@ -526,7 +521,7 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
     assert not differing_states, differing_states[:10]
     assert live_lifecycle == clean_lifecycle
     assert not topics["DLQ"], messages(topics["DLQ"])[:3]
-    if mode == "exactly-once":
+    if mode in EXACTLY_ONCE:
         assert not any(repeated.values()), {k: v[:5] for k, v in repeated.items()}
     # A download repeats only if its worker died between the last byte and the marker.
     assert repeated_gets <= workers.kills * int(env.get("STREAMPROC_FETCH_CONCURRENCY", "8"))

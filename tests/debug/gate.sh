@@ -22,9 +22,10 @@ for i in $(seq 1 "$RUNS"); do
   started=$(date +%s)
   PYTHONPATH="$PWD/tests/debug${PYTHONPATH:+:$PYTHONPATH}" STREAMPROC_DBG_DUMP=1 \
     .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_worker_restart.py tests/chaos \
-    -m "long or not long" ${GATE_K:+-k "$GATE_K"} --basetemp="$ROOT/gate/r$i" > "$ROOT/out$i.txt" 2>&1
+    -m "long or not long" -rP ${GATE_K:+-k "$GATE_K"} --basetemp="$ROOT/gate/r$i" > "$ROOT/out$i.txt" 2>&1
   rc=$?
   echo "$COMMIT run $i rc=$rc $(( $(date +%s) - started ))s $(tail -1 "$ROOT/out$i.txt")" | tee -a "$ROOT/summary.txt"
+  grep -o "^chaos [a-z-]* seed=.*" "$ROOT/out$i.txt" >> "$ROOT/summary.txt"
   if [ $rc -ne 0 ]; then
     echo "failed: logs under $ROOT/gate/r$i" | tee -a "$ROOT/summary.txt"
     exit 1
