@@ -14,6 +14,12 @@ blocks only the ones behind it in the same topic, which wait as long or longer. 
 record once its resend was acknowledged: a crash sends at most that request again, and the
 fetcher finds the files it already stored. The waits are in the log, so they survive
 restarts.
+
+With exactly-once (``transactional``) each resend and its record's offset commit in one
+transaction, by a producer whose transactional id belongs to the record's partition: a
+relay that died between the two leaves an open transaction that the partition's next owner
+aborts when it starts its producer, so the request is not sent twice. The relay reads only
+committed records either way (the fetch agent writes the retry topics in its transactions).
 """
 
 from __future__ import annotations
@@ -55,8 +61,10 @@ class RetryRelay:
         target: str,
         counts: Counter[str],
         clock: Callable[[], float] = time.time,
+        transactional: bool = False,
     ) -> None:
         self.bootstrap = bootstrap
+        self.transactional = transactional
         self.group_id = group_id
         self.delays = dict(delays)
         self.target = target
@@ -85,23 +93,19 @@ class RetryRelay:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",
         )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", partitioner=KeyHashPartitioner()
-        )
+        producers = _Producers(self.bootstrap, self.group_id, self.transactional)
         await consumer.start()
         try:
-            await producer.start()
-            try:
-                while not self._stopping.is_set():
-                    self._resume_due(consumer)
-                    batch = await consumer.getmany(timeout_ms=POLL_MS)
-                    for tp, records in batch.items():
-                        await self._handle(consumer, producer, tp, records)
-            finally:
-                await producer.stop()
+            while not self._stopping.is_set():
+                self._resume_due(consumer)
+                batch = await consumer.getmany(timeout_ms=POLL_MS)
+                for tp, records in batch.items():
+                    await self._handle(consumer, await producers.for_partition(tp), tp, records)
         finally:
             self.paused.clear()
+            await producers.stop()
             await consumer.stop()
 
     def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
@@ -127,8 +131,45 @@ class RetryRelay:
                 consumer.pause(tp)
                 self.paused[tp] = due
                 return
-            await producer.send_and_wait(
-                self.target, record.value, key=record.key, headers=list(record.headers or [])
-            )
-            await consumer.commit({tp: record.offset + 1})
+            resend = {"key": record.key, "headers": list(record.headers or [])}
+            if self.transactional:
+                async with producer.transaction():
+                    await producer.send(self.target, record.value, **resend)
+                    await producer.send_offsets_to_transaction(
+                        {tp: record.offset + 1}, self.group_id
+                    )
+            else:
+                await producer.send_and_wait(self.target, record.value, **resend)
+                await consumer.commit({tp: record.offset + 1})
             self.counts["fetch.retry_resent"] += 1
+
+
+class _Producers:
+    """One plain producer; or, for transactions, one per partition the relay has read, its
+    transactional id the partition's (a new owner's producer fences the old one's)."""
+
+    def __init__(self, bootstrap: str, group_id: str, transactional: bool) -> None:
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.transactional = transactional
+        self.started: dict[TopicPartition | None, AIOKafkaProducer] = {}
+
+    async def for_partition(self, tp: TopicPartition) -> AIOKafkaProducer:
+        key = tp if self.transactional else None
+        producer = self.started.get(key)
+        if producer is None:
+            transactional_id = f"{self.group_id}-{tp.topic}-{tp.partition}" if key else None
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                partitioner=KeyHashPartitioner(),
+                transactional_id=transactional_id,
+            )
+            await producer.start()
+            self.started[key] = producer
+        return producer
+
+    async def stop(self) -> None:
+        for producer in self.started.values():
+            await producer.stop()
+        self.started.clear()

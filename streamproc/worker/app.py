@@ -337,6 +337,7 @@ def _retry_relay(app: faust.App, settings: Settings, pipeline: Pipeline) -> None
         dict(zip(topics, settings.fetch_retry_delays_s, strict=True)),
         settings.fetch_topic,
         pipeline.counts,
+        transactional=settings.processing_guarantee == "exactly_once",
     )
 
     @app.task

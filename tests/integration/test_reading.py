@@ -57,3 +57,35 @@ async def test_the_end_is_the_log_end_when_the_read_starts(broker):
         assert window == [(0, 20), (0, 21), (0, 22)] + [(2, i) for i in range(5)]
     finally:
         await consumer.stop()
+
+
+async def test_a_read_committed_read_skips_aborted_records_up_to_its_stop(kafka):
+    """What the sweeper reads below a committed offset with exactly-once: records of an
+    aborted transaction (and the transaction markers) are not records, and a window that
+    ends in them ends at once rather than waiting for records that never come."""
+    topic = f"reading-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(kafka.bootstrap, [TopicSpec(topic, 1)])
+    await _write(kafka.bootstrap, topic, 0, 2, "kept")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, transactional_id=topic)
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        for index in range(3):
+            await producer.send_and_wait(topic, f"aborted-{index}".encode(), partition=0)
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    tp = TopicPartition(topic, 0)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        report = ReadReport()
+        window = read_to_end(consumer, [tp], stops={tp: 6}, quiet_s=5, report=report)
+        assert [record.value async for record in window] == [b"kept-0", b"kept-1"]
+        assert report.cut_short == []
+    finally:
+        await consumer.stop()
