@@ -78,7 +78,7 @@ class CompletedWatcher:
     """Notes the time (``perf_counter``, as the generator's) each ``recording.completed``
     reaches a consumer."""
 
-    def __init__(self, bootstrap: str, settings: Settings) -> None:
+    def __init__(self, bootstrap: str, settings: Settings, read_committed: bool = False) -> None:
         self.lifecycle_topic = settings.lifecycle_topic
         self.downloads_topic = settings.downloads_topic
         self.consumer = AIOKafkaConsumer(
@@ -88,6 +88,7 @@ class CompletedWatcher:
             bootstrap_servers=bootstrap,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=WATCHER_FETCH_WAIT_MS,
+            isolation_level="read_committed" if read_committed else "read_uncommitted",
         )
         self.seen: dict[str, float] = {}
         self.downloaded: dict[str, float] = {}  # the first downloads message per recording
@@ -141,11 +142,16 @@ class CompletedWatcher:
 
 
 async def measure(
-    port: int, bootstrap: str, rate: float, seconds: float, downloads: bool
+    port: int,
+    bootstrap: str,
+    rate: float,
+    seconds: float,
+    downloads: bool,
+    read_committed: bool = False,
 ) -> dict[str, float]:
     settings = Settings.from_env({"STREAMPROC_KAFKA_BOOTSTRAP": bootstrap})
     await prepare_topics(settings)  # so the watcher's subscription finds its topic at once
-    watcher = CompletedWatcher(bootstrap, settings)
+    watcher = CompletedWatcher(bootstrap, settings, read_committed)
     await watcher.start()
     try:
         warm_up = webhooks(0, 1)
@@ -191,9 +197,14 @@ def run(
     fetch_wait_ms: int | None = None,
     downloads: bool = True,
     split: bool = False,
+    exactly_once: bool = False,
+    commit_interval_s: float | None = None,
 ) -> list[Figure]:
     """``fetch_wait_ms``: the worker's STREAMPROC_FETCH_MAX_WAIT_MS (None: its default);
-    ``split``: a ``fold`` worker and a ``fetch`` worker (STREAMPROC_WORKER_ROLE) instead of one."""
+    ``split``: a ``fold`` worker and a ``fetch`` worker (STREAMPROC_WORKER_ROLE) instead of one;
+    ``exactly_once``: the workers with transactions (Kafka only) and a ``read_committed``
+    consumer, which sees a message once its transaction commits (every
+    ``commit_interval_s``, STREAMPROC_COMMIT_INTERVAL_S; None: the worker's default)."""
     with tempfile.TemporaryDirectory() as scratch, bench_broker() as broker:
         logs = Path(os.environ.get("BENCH_LOGS") or scratch)  # keep them: BENCH_LOGS=dir
         s3 = EmbeddedS3().start()
@@ -216,6 +227,10 @@ def run(
             }
             if fetch_wait_ms is not None:
                 env["STREAMPROC_FETCH_MAX_WAIT_MS"] = str(fetch_wait_ms)
+            if exactly_once:
+                env["STREAMPROC_PROCESSING_GUARANTEE"] = "exactly_once"
+            if commit_interval_s is not None:
+                env["STREAMPROC_COMMIT_INTERVAL_S"] = str(commit_interval_s)
             servers = [("edge", "edge", edge_port, env)]
             for role in ("fold", "fetch") if split else ("all",):
                 port = free_port()
@@ -227,7 +242,9 @@ def run(
                 server = ServerProcess(name, "127.0.0.1", port, server_env, logs / f"{name}.log")
                 processes.append(server)
                 server.start([sys.executable, "-m", "streamproc", command], 60)
-            figures = asyncio.run(measure(edge_port, broker.bootstrap, rate, seconds, downloads))
+            figures = asyncio.run(
+                measure(edge_port, broker.bootstrap, rate, seconds, downloads, exactly_once)
+            )
         finally:
             for server in processes:
                 server.stop()
@@ -238,6 +255,10 @@ def run(
         load += ", no downloads"
     if split:
         load += ", fold and fetch workers apart"
+    if exactly_once:
+        load += ", exactly-once, read_committed consumer"
+    if commit_interval_s is not None:
+        load += f", commit every {commit_interval_s:g} s"
     folded, delivered = figures["folded p50"], figures["delivery p50"]
     name = "end to end: edge 200 -> recording.completed visible"
     rows = [
@@ -271,9 +292,21 @@ def main() -> None:
     parser.add_argument(
         "--split", action="store_true", help="a fold worker and a fetch worker (worker roles)"
     )
+    parser.add_argument(
+        "--exactly-once", action="store_true", help="transactions (Kafka), read_committed"
+    )
+    parser.add_argument("--commit-interval-s", type=float, help="the workers' (default: theirs)")
     args = parser.parse_args()
     downloads = not args.without_downloads
-    figures = run(args.rate, args.seconds, args.fetch_wait_ms, downloads, args.split)
+    figures = run(
+        args.rate,
+        args.seconds,
+        args.fetch_wait_ms,
+        downloads,
+        args.split,
+        args.exactly_once,
+        args.commit_interval_s,
+    )
     print(table(figures))
 
 

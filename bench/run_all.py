@@ -85,10 +85,28 @@ def benchmarks(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
             + e2e_latency.run(  # the fold's own latency: no S3 reads beside it
                 sizes.e2e_rate, sizes.e2e_seconds, fetch_wait_ms=20, split=True, downloads=False
             )
+            + (exactly_once_latency(sizes) if broker_kind() == "kafka" else [])
         ),
         "replay": lambda: asyncio.run(replay_throughput.run(sizes.replay_events)),
         "downloads": lambda: downloads_throughput.run(*sizes.downloads),
     }
+
+
+def exactly_once_latency(sizes: Sizes) -> list[Figure]:
+    """What a ``read_committed`` consumer waits for with transactions: the commit interval
+    (the default, then a tenth of it)."""
+    return [
+        figure
+        for interval in (None, 0.1)
+        for figure in e2e_latency.run(
+            sizes.e2e_rate,
+            sizes.e2e_seconds,
+            fetch_wait_ms=20,
+            split=True,
+            exactly_once=True,
+            commit_interval_s=interval,
+        )
+    ]
 
 
 def machine() -> str:
