@@ -9,8 +9,12 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaProducer
 
 from streamproc.local.processes import free_port, stop_process, wait_for_port
 from streamproc.providers import PROVIDERS
@@ -202,13 +206,60 @@ def messages(records: list) -> list[dict]:
     return [orjson.loads(record.value) for record in records]
 
 
+DAILY_T = 1_700_000_000
+
+
+def finished(recording: str, key: str) -> list[bytes]:
+    """A Daily recording's started and ready-to-download events, its file at ``key``."""
+
+    def daily(kind: str, **payload: object) -> bytes:
+        document = {"version": "1.0.0", "type": kind, "id": f"{kind}-{recording}"}
+        document["event_ts"] = DAILY_T
+        return orjson.dumps(document | {"payload": {"recording_id": recording, **payload}})
+
+    ready = daily("recording.ready-to-download", s3_key=key, status="finished")
+    return [daily("recording.started"), ready]
+
+
+async def send(bootstrap: str, topic: str, recording: str, bodies: list[bytes]) -> None:
+    """Straight to ``topic`` (the raw topic, as another producer), keyed by ``recording``."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for body in bodies:
+            await producer.send_and_wait(
+                topic, body, key=recording.encode(), headers=[("provider", b"daily")]
+            )
+    finally:
+        await producer.stop()
+
+
+def repeated_messages(by_topic: dict[str, list]) -> dict[str, list]:
+    """Per derived topic, what a consumer with no de-duplication read more than once: a state
+    by (recording, the event that made it), a lifecycle or download message by event id."""
+    repeated = {}
+    for name, records in by_topic.items():
+        found = messages(records)
+        if name == "STATE":
+            ids = [(m["recording_id"], m["updated_by"]) for m in found]
+        else:
+            ids = [(m["type"], m["event_id"]) if "type" in m else m["event_id"] for m in found]
+        repeated[name] = [key for key, count in Counter(ids).items() if count > 1]
+    return repeated
+
+
 async def wait_for_messages(
-    bootstrap: str, topic: str, predicate, timeout_s: float = 90
+    bootstrap: str,
+    topic: str,
+    predicate,
+    timeout_s: float = 90,
+    isolation_level: str = "read_uncommitted",
 ) -> list[dict]:
     """The topic's messages once ``predicate(messages)`` holds, or when time is up."""
     deadline = time.monotonic() + timeout_s
     while True:
-        found = messages(await read_topic(bootstrap, topic, timeout_s=1))
+        read = await read_topic(bootstrap, topic, timeout_s=1, isolation_level=isolation_level)
+        found = messages(read)
         if predicate(found) or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.5)

@@ -143,12 +143,12 @@ def _pipeline(
     table: BatchTable,
     instance_table: BatchTable,
 ) -> Pipeline:
-    """The derivation, sending to the derived topics (through Faust's topics when
-    exactly-once, so the sends join its transaction)."""
+    """The derivation, sending to the derived topics (exactly-once: in the transaction of
+    the record being handled, a download's messages deferred to its acknowledgement)."""
 
     def sender(name: str) -> Any:
         if settings.processing_guarantee == "exactly_once":
-            return DeferringSender(_bytes_topic(app, name, partitions))
+            return DeferringSender(ProducerSender(app, name))
         return ProducerSender(app, name)
 
     return Pipeline(

@@ -58,6 +58,7 @@ from helpers import (
     logs_with_swept_records,
     messages,
     read_topic,
+    repeated_messages,
     s3_client,
     signed,
     start_edge,
@@ -525,20 +526,6 @@ async def test_nothing_acknowledged_is_lost_through_kills_rebalances_broker_rest
         assert not any(repeated.values()), {k: v[:5] for k, v in repeated.items()}
     # A download repeats only if its worker died between the last byte and the marker.
     assert repeated_gets <= workers.kills * int(env.get("STREAMPROC_FETCH_CONCURRENCY", "8"))
-
-
-def repeated_messages(by_topic: dict[str, list]) -> dict[str, list]:
-    """Per derived topic, what a consumer with no de-duplication read more than once: a state
-    by (recording, the event that made it), a lifecycle or download message by event id."""
-    repeated = {}
-    for name, records in by_topic.items():
-        found = messages(records)
-        if name == "STATE":
-            ids = [(m["recording_id"], m["updated_by"]) for m in found]
-        else:
-            ids = [(m["type"], m["event_id"]) if "type" in m else m["event_id"] for m in found]
-        repeated[name] = [key for key, count in Counter(ids).items() if count > 1]
-    return repeated
 
 
 def _records_swept(workers: Workers) -> int:

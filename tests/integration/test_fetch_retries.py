@@ -8,37 +8,21 @@ import asyncio
 import uuid
 from pathlib import Path
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from streamproc.local.processes import stop_process
 
-from helpers import read_topic, s3_client, start_worker, wait_for_messages, worker_env
+from helpers import (
+    finished,
+    read_topic,
+    s3_client,
+    send,
+    start_worker,
+    wait_for_messages,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
-T = 1_700_000_000
-
-
-def finished(recording: str, key: str) -> list[bytes]:
-    def daily(kind: str, **payload: object) -> bytes:
-        document = {"version": "1.0.0", "type": kind, "id": f"{kind}-{recording}", "event_ts": T}
-        return orjson.dumps(document | {"payload": {"recording_id": recording, **payload}})
-
-    ready = daily("recording.ready-to-download", s3_key=key, status="finished")
-    return [daily("recording.started"), ready]
-
-
-async def send(bootstrap: str, topic: str, recording: str, bodies: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for body in bodies:
-            await producer.send_and_wait(
-                topic, body, key=recording.encode(), headers=[("provider", b"daily")]
-            )
-    finally:
-        await producer.stop()
 
 
 def setup(broker, s3_endpoint: str, tmp_path: Path, delays: str):
