@@ -94,7 +94,9 @@ def build_app(settings: Settings, partitions: int) -> faust.App:
     if folds:
         table = _bytes_table(app, "recordings", partitions)
         instance_table = _bytes_table(app, "instances", partitions)
-    batched, batched_instances = BatchTable(table), BatchTable(instance_table)
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    batched = BatchTable(table, track_changelog=exactly_once and folds)
+    batched_instances = BatchTable(instance_table, track_changelog=exactly_once and folds)
     pipeline = _pipeline(app, settings, partitions, batched, batched_instances)
     sweeper = _sweeper(app, settings, topics, pipeline)
     if folds:
@@ -258,6 +260,7 @@ def _fold_agents(
                     with handling(event):
                         await handle_one(handle, event.message)
                 table.flush()
+                await table.changelog_sent()  # exactly-once: in this transaction
 
     @app.agent(topics.raw, name="fold-raw")
     async def fold_raw(stream: Any) -> None:

@@ -8,10 +8,18 @@ it at the end of every batch, before Faust acks the batch's events), and reads s
 Faust routes a table write to the partition of the event being handled (its changelog
 partition, and a rocksdb store's partition database), so each pending write keeps the event
 it was made under and is flushed as that event: a key's events all come from one partition.
+
+Faust hands a changelog message to its producer's buffer, which sends it later, from its own
+task. With exactly-once that can be after the commit of the records that wrote it: a
+transaction holds the commit's lock on its producer, the buffered send waits for it and goes
+into the next transaction, and a worker that dies before that one commits has committed the
+records without their table writes. ``track_changelog`` keeps each changelog message's future
+so that the agent waits, before it lets a commit in, until they are all sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
@@ -33,10 +41,30 @@ def handling(event: Any) -> Iterator[None]:
 
 
 class BatchTable(MutableMapping[bytes, bytes]):
-    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+    def __init__(self, table: MutableMapping[bytes, bytes], track_changelog: bool = False) -> None:
         self.table = table
         self.pending: dict[bytes, tuple[Any, Any]] = {}
         """Key -> (value or ``_DELETED``, the event the write was made under)."""
+        self.changelog_sends: list[asyncio.Future[Any]] = []
+        """Changelog messages of flushed writes not waited for yet (``track_changelog``)."""
+        if track_changelog:
+            self._track_changelog()
+
+    def _track_changelog(self) -> None:
+        send = self.table.send_changelog  # type: ignore[attr-defined]
+
+        def send_changelog(*args: Any, **kwargs: Any) -> Any:
+            future = send(*args, **kwargs)
+            self.changelog_sends.append(future)
+            return future
+
+        self.table.send_changelog = send_changelog  # type: ignore[attr-defined]
+
+    async def changelog_sent(self) -> None:
+        """Until the changelog messages of every write flushed so far are sent."""
+        sends, self.changelog_sends = self.changelog_sends, []
+        if sends:
+            await asyncio.gather(*sends)
 
     def __getitem__(self, key: bytes) -> bytes:
         if key in self.pending:

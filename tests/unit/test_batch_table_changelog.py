@@ -1,0 +1,70 @@
+"""``BatchTable(track_changelog=True)``: an exactly-once agent waits, before it lets a commit
+in, until the changelog messages of its batch's table writes are sent (Faust's producer
+buffer sends them later, from its own task: they could go into the next transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from faust.streams import _current_event
+
+from streamproc.worker.batch_table import BatchTable
+
+
+class BufferedChangelogTable(dict):
+    """A Faust table's shape: a write hands a message to a buffer and returns its future."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffered: list[asyncio.Future[Any]] = []
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        super().__setitem__(key, value)
+        self.send_changelog(None, key, value)
+
+    def send_changelog(self, partition: Any, key: bytes, value: bytes) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        self.buffered.append(future)
+        return future
+
+
+class Event:
+    pass
+
+
+async def test_the_agent_waits_until_the_batchs_changelog_messages_are_sent():
+    faust_table = BufferedChangelogTable()
+    table = BatchTable(faust_table, track_changelog=True)
+    event = Event()
+    token = _current_event.set(weakref.ref(event))
+    try:
+        table[b"rec-1"] = b"started"
+        table[b"rec-2"] = b"started"
+    finally:
+        _current_event.reset(token)
+    table.flush()
+    waiting = asyncio.create_task(table.changelog_sent())
+    await asyncio.sleep(0.01)
+    assert len(faust_table.buffered) == 2
+    faust_table.buffered[0].set_result("sent")
+    await asyncio.sleep(0.01)
+    assert not waiting.done(), "one message is still in the buffer"
+    faust_table.buffered[1].set_result("sent")
+    await asyncio.wait_for(waiting, 1)
+    await asyncio.wait_for(table.changelog_sent(), 1)  # nothing new: returns at once
+
+
+async def test_without_tracking_nothing_is_waited_for():
+    faust_table = BufferedChangelogTable()
+    table = BatchTable(faust_table)
+    event = Event()
+    token = _current_event.set(weakref.ref(event))
+    try:
+        table[b"rec-1"] = b"started"
+    finally:
+        _current_event.reset(token)
+    table.flush()
+    await asyncio.wait_for(table.changelog_sent(), 1)
+    assert table.changelog_sends == []
