@@ -169,6 +169,7 @@ async def test_a_message_to_another_partition_commits_with_the_record_that_sent_
         assert seen == [(1, output_key)]
 
 
+@pytest.mark.long  # ~35 s each: two apps and a rebalance
 @pytest.mark.parametrize("flavour", FLAVOURS)
 async def test_a_record_handled_before_a_rebalance_is_committed_once(kafka, tmp_path, flavour):
     """A record on each partition, handled and acknowledged; no commit on a timer (1,000 s).
