@@ -153,6 +153,7 @@ async def test_an_output_is_seen_only_once_the_record_that_made_it_is_committed(
             assert output == [(0, output_key)]
 
 
+@pytest.mark.long  # ~35 s each; the default run has the worker's own exactly-once test
 @pytest.mark.parametrize("flavour", FLAVOURS)
 async def test_a_message_to_another_partition_commits_with_the_record_that_sent_it(
     kafka, tmp_path, flavour
