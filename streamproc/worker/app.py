@@ -260,7 +260,7 @@ def _fold_agents(
                     with handling(event):
                         await handle_one(handle, event.message)
                 table.flush()
-                await table.changelog_sent()  # exactly-once: in this transaction
+                await table.changelog_sent(app.producer.buffer._crashed)  # exactly-once
 
     @app.agent(topics.raw, name="fold-raw")
     async def fold_raw(stream: Any) -> None:

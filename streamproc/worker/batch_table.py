@@ -60,11 +60,23 @@ class BatchTable(MutableMapping[bytes, bytes]):
 
         self.table.send_changelog = send_changelog  # type: ignore[attr-defined]
 
-    async def changelog_sent(self) -> None:
-        """Until the changelog messages of every write flushed so far are sent."""
+    async def changelog_sent(self, sender_crashed: asyncio.Event | None = None) -> None:
+        """Until the changelog messages of every write flushed so far are sent; raises if
+        ``sender_crashed`` is set first (a crashed buffer would never send them)."""
         sends, self.changelog_sends = self.changelog_sends, []
-        if sends:
-            await asyncio.gather(*sends)
+        if not sends:
+            return
+        all_sent = asyncio.gather(*sends)
+        if sender_crashed is None:
+            await all_sent
+            return
+        crashed = asyncio.ensure_future(sender_crashed.wait())
+        done, _ = await asyncio.wait({all_sent, crashed}, return_when=asyncio.FIRST_COMPLETED)
+        crashed.cancel()
+        if all_sent not in done:
+            all_sent.cancel()
+            raise RuntimeError("the producer buffer that sends the changelog crashed")
+        all_sent.result()
 
     def __getitem__(self, key: bytes) -> bytes:
         if key in self.pending:

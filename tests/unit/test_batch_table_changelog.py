@@ -8,6 +8,7 @@ import asyncio
 import weakref
 from typing import Any
 
+import pytest
 from faust.streams import _current_event
 
 from streamproc.worker.batch_table import BatchTable
@@ -68,3 +69,24 @@ async def test_without_tracking_nothing_is_waited_for():
     table.flush()
     await asyncio.wait_for(table.changelog_sent(), 1)
     assert table.changelog_sends == []
+
+
+async def test_a_crashed_sender_ends_the_wait_with_an_error():
+    """Faust's producer buffer crashed (a send into a fenced transaction): its messages will
+    never be sent, and the agent must end (the worker restarts) rather than wait forever."""
+    faust_table = BufferedChangelogTable()
+    table = BatchTable(faust_table, track_changelog=True)
+    event = Event()
+    token = _current_event.set(weakref.ref(event))
+    try:
+        table[b"rec-1"] = b"started"
+    finally:
+        _current_event.reset(token)
+    table.flush()
+    crashed = asyncio.Event()
+    waiting = asyncio.create_task(table.changelog_sent(crashed))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    crashed.set()
+    with pytest.raises(RuntimeError, match="crashed"):
+        await asyncio.wait_for(waiting, 1)

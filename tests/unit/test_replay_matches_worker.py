@@ -6,7 +6,9 @@ topics as queues, each partition read in order and the partitions interleaved as
 chooses; the replay side is ``streamproc replay``'s own topology (``replay/topology.py``),
 fed the raw partitions in another interleaving. What must be equal:
 
-- every ``recording.start-failed``, byte for byte (decided from the raw log's marks);
+- every ``recording.start-failed``, byte for byte (decided from the raw log's marks), but
+  for an instance whose start was written under another key (it reaches the join after the
+  re-keyed topic's hop: a case of the difference below);
 - every message about a recording whose events all came in on its own raw partition, byte
   for byte and in the same order, stalls included;
 - every recording's final events, error and file, and whether it finished or failed.
@@ -183,10 +185,27 @@ def about(emitted, key: bytes) -> list[tuple[str, bytes]]:
     return [(topic, value) for topic, message_key, value in emitted if message_key == key]
 
 
-def start_failed(emitted) -> list[bytes]:
+def start_failed(emitted, except_instances: set[str] = frozenset()) -> list[bytes]:
+    """Every ``recording.start-failed``, but those about ``except_instances``."""
     return sorted(
-        value for _, _, value in emitted if orjson.loads(value).get("recording_id", "") is None
+        value
+        for _, _, value in emitted
+        if (message := orjson.loads(value)).get("recording_id", "") is None
+        and f"inst-{message['caused_by'].split('-')[1]}" not in except_instances
     )
+
+
+def started_through_rekeyed(log: list[tuple[bytes, bytes]]) -> set[str]:
+    """Instances named by a start written under another key: the join meets that start
+    after the re-keyed topic's hop, so whether it came within the grace of the instance's
+    error depends on the reading order (docs/replay.md)."""
+    return {
+        document["payload"]["instance_id"]
+        for key, value in log
+        if (document := orjson.loads(value))["type"] == "recording.started"
+        and "instance_id" in document["payload"]
+        and key != document["payload"]["recording_id"].encode()
+    }
 
 
 def states(table: dict[bytes, bytes]) -> dict[str, RecordingState]:
@@ -220,7 +239,10 @@ def test_a_replay_emits_what_the_worker_emitted_in_any_reading_order(log, data):
     live_emitted, live_table = live(partitions, chooser("worker reads"))
     replay_emitted, replay_table = replayed(partitions, chooser("replay reads"))
 
-    assert start_failed(live_emitted) == start_failed(replay_emitted)
+    rekeyed_starts = started_through_rekeyed(log)
+    assert start_failed(live_emitted, rekeyed_starts) == start_failed(
+        replay_emitted, rekeyed_starts
+    )
     live_states, replay_states = states(live_table), states(replay_table)
     assert live_states.keys() == replay_states.keys()
     tainted = through_rekeyed(log)
