@@ -35,17 +35,22 @@ class Event:
     pass
 
 
-async def test_the_agent_waits_until_the_batchs_changelog_messages_are_sent():
-    faust_table = BufferedChangelogTable()
-    table = BatchTable(faust_table, track_changelog=True)
+def flushed(table: BatchTable, *keys: bytes) -> None:
+    """``keys`` written while an event is handled, then the batch's flush."""
     event = Event()
     token = _current_event.set(weakref.ref(event))
     try:
-        table[b"rec-1"] = b"started"
-        table[b"rec-2"] = b"started"
+        for key in keys:
+            table[key] = b"started"
     finally:
         _current_event.reset(token)
     table.flush()
+
+
+async def test_the_agent_waits_until_the_batchs_changelog_messages_are_sent():
+    faust_table = BufferedChangelogTable()
+    table = BatchTable(faust_table, track_changelog=True)
+    flushed(table, b"rec-1", b"rec-2")
     waiting = asyncio.create_task(table.changelog_sent())
     await asyncio.sleep(0.01)
     assert len(faust_table.buffered) == 2
@@ -60,13 +65,7 @@ async def test_the_agent_waits_until_the_batchs_changelog_messages_are_sent():
 async def test_without_tracking_nothing_is_waited_for():
     faust_table = BufferedChangelogTable()
     table = BatchTable(faust_table)
-    event = Event()
-    token = _current_event.set(weakref.ref(event))
-    try:
-        table[b"rec-1"] = b"started"
-    finally:
-        _current_event.reset(token)
-    table.flush()
+    flushed(table, b"rec-1")
     await asyncio.wait_for(table.changelog_sent(), 1)
     assert table.changelog_sends == []
 
@@ -76,13 +75,7 @@ async def test_a_crashed_sender_ends_the_wait_with_an_error():
     never be sent, and the agent must end (the worker restarts) rather than wait forever."""
     faust_table = BufferedChangelogTable()
     table = BatchTable(faust_table, track_changelog=True)
-    event = Event()
-    token = _current_event.set(weakref.ref(event))
-    try:
-        table[b"rec-1"] = b"started"
-    finally:
-        _current_event.reset(token)
-    table.flush()
+    flushed(table, b"rec-1")
     crashed = asyncio.Event()
     waiting = asyncio.create_task(table.changelog_sent(crashed))
     await asyncio.sleep(0.01)
