@@ -45,7 +45,8 @@ class Sizes:
     replay_events: int
     downloads: tuple[int, int, int]  # count, MB each, large MB
     worker_large_events: int = 0
-    """Again at batch 100 with this many events (0: not), to see the rate as the table grows."""
+    """Again at batch 100 with this many events (0: not), to see the rate as the table grows,
+    with the tables in memory and in RocksDB."""
 
 
 QUIET_RATE = 5  # webhooks/s: each fetch finds at most a record or two
@@ -65,7 +66,7 @@ def benchmarks(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
             + (
                 asyncio.run(
                     worker_throughput.run(
-                        sizes.worker_large_events, (100,), race=(), exactly_once=()
+                        sizes.worker_large_events, (100,), race=(), exactly_once=(), rocksdb=(100,)
                     )
                 )
                 if sizes.worker_large_events

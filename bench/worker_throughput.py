@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -199,10 +200,12 @@ async def run(
     race: tuple[int, ...] = (100,),
     providers: tuple[str, ...] = PROVIDERS,
     exactly_once: tuple[int, ...] = (100,),
+    rocksdb: tuple[int, ...] = (),
 ) -> list[Figure]:
     """Per provider's events: the worker once per fold batch size (and per size in ``race``
-    with STREAMPROC_DIRECT_DELIVERY=0, Faust's per-record race, and in ``exactly_once`` with
-    transactions, on Kafka only), and both baselines, on the same raw topic."""
+    with STREAMPROC_DIRECT_DELIVERY=0, Faust's per-record race, in ``exactly_once`` with
+    transactions, on Kafka only, and in ``rocksdb`` with its tables in RocksDB instead of
+    memory), and both baselines, on the same raw topic."""
     figures = []
     with tempfile.TemporaryDirectory() as scratch, bench_broker() as broker:
         if broker_kind() != "kafka":
@@ -211,7 +214,11 @@ async def run(
             folder = Path(scratch, provider)
             folder.mkdir()  # noqa: ASYNC240 - one directory, before anything runs
             figures += await _run_provider(
-                broker.bootstrap, str(folder), provider, count, batches, race, exactly_once
+                broker.bootstrap,
+                str(folder),
+                provider,
+                count,
+                Variants(batches, race, exactly_once, rocksdb),
             )
     return figures
 
@@ -221,9 +228,7 @@ async def _run_provider(
     scratch: str,
     provider: str,
     count: int,
-    batches: tuple[int, ...],
-    race: tuple[int, ...],
-    exactly_once: tuple[int, ...],
+    variants: Variants,
 ) -> list[Figure]:
     topic = f"bench.raw.{provider}"
     total = sum((await produce(bootstrap, topic, events(count, provider))).values())
@@ -266,9 +271,10 @@ async def _run_provider(
     )
     figures = []
     measured: dict[tuple[int, str], Measured] = {}
-    runs = [(batch, "", {}) for batch in batches]
-    runs += [(batch, "-race", {"STREAMPROC_DIRECT_DELIVERY": "0"}) for batch in race]
-    runs += [(batch, "-eos", EXACTLY_ONCE) for batch in exactly_once]
+    runs = [(batch, "", {}) for batch in variants.batches]
+    runs += [(batch, "-race", {"STREAMPROC_DIRECT_DELIVERY": "0"}) for batch in variants.race]
+    runs += [(batch, "-eos", EXACTLY_ONCE) for batch in variants.exactly_once]
+    runs += [(batch, "-rocksdb", ROCKSDB) for batch in variants.rocksdb]
     for batch, suffix, extra in runs:
         name = f"{provider}-batch-{batch}{suffix}"
         worker = await measure(
@@ -288,8 +294,8 @@ async def _run_provider(
         label += "".join(f", {key}={value}" for key, value in extra.items())
         label += f" ({total:,} events, {PARTITIONS} partitions)"
         rate = worker.events_per_s
-        if suffix == "-eos" and (batch, "") in measured:
-            figures += _cost_of_exactly_once(label, worker, measured[batch, ""])
+        if suffix in ("-eos", "-rocksdb") and (batch, "") in measured:
+            figures += _against_the_default(label, worker, measured[batch, ""], suffix)
         figures += [
             Figure(label, rate, "events/s", "plain Faust Table agent", faust.events_per_s, ">= 4"),
             Figure(label, rate, "events/s", "bare aiokafka loop", bare.events_per_s, ">= 0.5"),
@@ -308,21 +314,32 @@ async def _run_provider(
     return figures
 
 
+@dataclass(frozen=True)
+class Variants:
+    """Which worker runs to measure: fold batch sizes, and the batch sizes to run again with
+    each non-default setting."""
+
+    batches: tuple[int, ...]
+    race: tuple[int, ...] = ()
+    exactly_once: tuple[int, ...] = ()
+    rocksdb: tuple[int, ...] = ()
+
+
 EXACTLY_ONCE = {"STREAMPROC_PROCESSING_GUARANTEE": "exactly_once"}
+ROCKSDB = {"STREAMPROC_TABLE_STORE": "rocksdb://"}
+DEFAULT_NAMED = {"-eos": "at_least_once", "-rocksdb": "memory:// tables"}
 
 
-def _cost_of_exactly_once(label: str, eos: Measured, at_least_once: Measured) -> list[Figure]:
-    """The exactly-once worker against the at-least-once one at the same batch size."""
-    baseline = "the same worker, at_least_once, same run"
-    figures = [Figure(label, eos.events_per_s, "events/s", baseline, at_least_once.events_per_s)]
-    if eos.cpu_us_per_event and at_least_once.cpu_us_per_event:
+def _against_the_default(
+    label: str, worker: Measured, default: Measured, suffix: str
+) -> list[Figure]:
+    """A worker with one setting changed against the default one at the same batch size."""
+    baseline = f"the same worker, {DEFAULT_NAMED[suffix]}, same run"
+    figures = [Figure(label, worker.events_per_s, "events/s", baseline, default.events_per_s)]
+    if worker.cpu_us_per_event and default.cpu_us_per_event:
         figures.append(
             Figure(
-                label,
-                eos.cpu_us_per_event,
-                "µs CPU/event",
-                baseline,
-                at_least_once.cpu_us_per_event,
+                label, worker.cpu_us_per_event, "µs CPU/event", baseline, default.cpu_us_per_event
             )
         )
     return figures
@@ -348,12 +365,18 @@ async def main() -> None:
         help="batch sizes to run again with STREAMPROC_PROCESSING_GUARANTEE=exactly_once "
         "(Kafka only)",
     )
+    parser.add_argument(
+        "--rocksdb",
+        default="",
+        help="batch sizes to run again with STREAMPROC_TABLE_STORE=rocksdb://",
+    )
     args = parser.parse_args()
     batches = tuple(int(value) for value in args.batches.split(","))
     race = tuple(int(value) for value in args.race.split(",") if value)
     providers = tuple(name for name in args.providers.split(",") if name)
     exactly_once = tuple(int(value) for value in args.exactly_once.split(",") if value)
-    print(table(await run(args.events, batches, race, providers, exactly_once)))
+    rocksdb = tuple(int(value) for value in args.rocksdb.split(",") if value)
+    print(table(await run(args.events, batches, race, providers, exactly_once, rocksdb)))
 
 
 def worker_env(
