@@ -149,6 +149,35 @@ class Measured(NamedTuple):
     cpu_us_per_event: float | None
     """The processes' user+sys CPU time over the same span, per event (None off Linux):
     it holds on a shared machine where events/s wanders."""
+    growth: tuple[float, float] | None = None
+    """CPU per event over the first and the last fifth of the events counted, in one run (a
+    long one only): whether per-event work grows as the table does, with nothing else
+    changed (a shorter run of its own differs in more than its table's size)."""
+
+
+GROWTH_MIN_POLLS = 50
+"""Runs measured over fewer polls (~0.5 s each) than this report no growth: a fifth of too
+few samples would measure the polling."""
+
+
+def growth(samples: list[tuple[int, float]]) -> tuple[float, float] | None:
+    """CPU per event over the first and the last fifth of ``samples`` (events committed, CPU
+    seconds), cut at the samples nearest a fifth of the events."""
+    if len(samples) < GROWTH_MIN_POLLS:
+        return None
+    start, end = samples[0][0], samples[-1][0]
+    fifth = (end - start) / 5
+
+    def at(done: float) -> tuple[int, float]:
+        return min(samples, key=lambda sample: abs(sample[0] - done))
+
+    def per_event(low: tuple[int, float], high: tuple[int, float]) -> float:
+        return (high[1] - low[1]) / max(high[0] - low[0], 1) * 1e6
+
+    return (
+        per_event(samples[0], at(start + fifth)),
+        per_event(at(end - fifth), samples[-1]),
+    )
 
 
 async def measure(
@@ -167,12 +196,15 @@ async def measure(
     pids = [process.pid for process in running]
     try:
         first_at, first_done, first_cpu = None, 0, None
+        samples: list[tuple[int, float]] = []
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             done = await committed_total(bootstrap, group, topic, partitions)
             now, cpu = time.monotonic(), cpu_seconds(pids)
             if done and first_at is None:
                 first_at, first_done, first_cpu = now, done, cpu
+            if first_at is not None and cpu is not None:
+                samples.append((done, cpu))
             if done >= total:
                 if done - first_done < total // 5:  # too few events: count from the launch
                     print(f"  {label}: start-up included (too few events)", file=sys.stderr)
@@ -185,7 +217,7 @@ async def measure(
                     f"  {label}: {rate:,.0f} events/s, {per_event or 0:,.0f} µs CPU/event",
                     file=sys.stderr,
                 )
-                return Measured(rate, per_event)
+                return Measured(rate, per_event, growth(samples))
             print(f"  {label}: {done}/{total} committed", file=sys.stderr, flush=True)
             await asyncio.sleep(0.5)
         raise RuntimeError(f"{label} did not finish in time")
@@ -302,13 +334,25 @@ async def _run_provider(
         ]
         if worker.cpu_us_per_event:
             figures += [
-                Figure(label, worker.cpu_us_per_event, "µs CPU/event", name, value, target)
-                for name, value, target in (
+                Figure(label, worker.cpu_us_per_event, "µs CPU/event", baseline, value, target)
+                for baseline, value, target in (
                     ("plain Faust Table agent", faust.cpu_us_per_event, ""),
                     ("bare aiokafka loop", bare.cpu_us_per_event, "<= 2"),
                 )
                 if value
             ]
+        if worker.growth:
+            first, last = worker.growth
+            figures.append(
+                Figure(
+                    f"{label}, its last fifth of the events",
+                    last,
+                    "µs CPU/event",
+                    "its first fifth, same run",
+                    first,
+                    "~1 (no growth)",
+                )
+            )
     return figures
 
 
