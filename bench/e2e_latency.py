@@ -8,7 +8,8 @@ worker``, which also downloads every finished recording); an open-loop generator
 half finish the one started just before). A warm-up recording goes through first so the
 worker's start-up is not measured. Usage:
 
-    .venv/bin/python bench/e2e_latency.py [--rate 1000] [--seconds 60]
+    .venv/bin/python bench/e2e_latency.py [--rate 1000] [--seconds 60] [--split] ...
+    .venv/bin/python bench/e2e_latency.py --find-highest 200,400,600,800,1000 --seconds 20
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aiokafka import AIOKafkaConsumer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from brokers import bench_broker
+from cpu import cpu_seconds, with_children
 from loadgen import Request, open_loop, percentile
 from report import Figure, table
 
@@ -148,7 +150,10 @@ async def measure(
     seconds: float,
     downloads: bool,
     read_committed: bool = False,
+    pids: dict[str, int] | None = None,
 ) -> dict[str, float]:
+    """Latency percentiles, and ``cpu <name>``: the cores each of ``pids`` (with its
+    children) used while the load was sent."""
     settings = Settings.from_env({"STREAMPROC_KAFKA_BOOTSTRAP": bootstrap})
     await prepare_topics(settings)  # so the watcher's subscription finds its topic at once
     watcher = CompletedWatcher(bootstrap, settings, read_committed)
@@ -161,7 +166,16 @@ async def measure(
         if not await watcher.wait_for({warm_up[0][0]}, 120):
             raise RuntimeError("the warm-up recording was not completed within 120 s")
         load = webhooks(1, max(1, int(rate * seconds / 2)), downloads)
+        processes = {name: with_children(pid) for name, pid in (pids or {}).items()}
+        before = {name: cpu_seconds(group) for name, group in processes.items()}
+        started = time.monotonic()
         answers = await open_loop("127.0.0.1", port, [request for _, request in load], rate)
+        elapsed = time.monotonic() - started
+        cores = {
+            f"cpu {name}": (after - before[name]) / elapsed
+            for name, group in processes.items()
+            if (after := cpu_seconds(group)) is not None and before[name] is not None
+        }
         failed = sum(1 for answer in answers if not 200 <= answer.status < 300)
         if failed:
             statuses = Counter(answer.status for answer in answers)
@@ -176,7 +190,7 @@ async def measure(
             "p99": percentile(latencies, 0.99),
             "folded p50": percentile(watcher.folded_ms, 0.5),
             "delivery p50": percentile(watcher.delivery_ms, 0.5),
-        }
+        } | cores
         if downloads:
             if not await watcher.wait_for(set(finished), 300, downloaded=True):
                 missing = len(set(finished) - watcher.downloaded.keys())
@@ -201,10 +215,98 @@ def run(
     commit_interval_s: float | None = None,
 ) -> list[Figure]:
     """``fetch_wait_ms``: the worker's STREAMPROC_FETCH_MAX_WAIT_MS (None: its default);
-    ``split``: a ``fold`` worker and a ``fetch`` worker (STREAMPROC_WORKER_ROLE) instead of one;
-    ``exactly_once``: the workers with transactions (Kafka only) and a ``read_committed``
-    consumer, which sees a message once its transaction commits (every
-    ``commit_interval_s``, STREAMPROC_COMMIT_INTERVAL_S; None: the worker's default)."""
+    ``split``: a ``fold`` worker and a ``fetch`` worker (STREAMPROC_WORKER_ROLE) instead of one,
+    with the cores each process used during the load; ``exactly_once``: the workers with
+    transactions (Kafka only) and a ``read_committed`` consumer, which sees a message once its
+    transaction commits (every ``commit_interval_s``, STREAMPROC_COMMIT_INTERVAL_S; None: the
+    worker's default)."""
+    figures = _stack(
+        rate, seconds, fetch_wait_ms, downloads, split, exactly_once, commit_interval_s
+    )
+    wait = "default" if fetch_wait_ms is None else f"{fetch_wait_ms} ms"
+    load = f"at {rate:,.0f} webhooks/s for {seconds:g} s, open loop, worker fetch wait {wait}"
+    if not downloads:
+        load += ", no downloads"
+    if split:
+        load += ", fold and fetch workers apart"
+    if exactly_once:
+        load += ", exactly-once, read_committed consumer"
+    if commit_interval_s is not None:
+        load += f", commit every {commit_interval_s:g} s"
+    return _rows(figures, load, cpu=split)
+
+
+SUSTAINED_P99_MS = 1000
+"""The stack sustains a rate when both p99s (completed, downloaded) stay within this: past
+it, an open loop's latency grows with the run (the stack falls behind)."""
+
+
+def highest_sustained(rates: tuple[float, ...], seconds: float) -> list[Figure]:
+    """The highest of ``rates`` (ascending, tried until one fails) the whole stack sustains,
+    fold and fetch workers apart as ``up`` runs them, with the cores each process used."""
+    best: tuple[float, dict[str, float]] | None = None
+    for rate in rates:
+        figures = _stack(rate, seconds, fetch_wait_ms=20, downloads=True, split=True)
+        kept = max(figures["p99"], figures["downloaded p99"]) <= SUSTAINED_P99_MS
+        print(
+            f"  {rate:,.0f} webhooks/s: completed p99 {figures['p99']:,.0f} ms, downloaded p99 "
+            f"{figures['downloaded p99']:,.0f} ms: {'sustained' if kept else 'fell behind'}",
+            file=sys.stderr,
+        )
+        if not kept:
+            break
+        best = (rate, figures)
+    name = (
+        f"end to end: highest rate sustained (completed and downloaded p99 <= "
+        f"{SUSTAINED_P99_MS:,} ms), of {', '.join(f'{rate:g}' for rate in rates)} webhooks/s for "
+        f"{seconds:g} s each, fold and fetch workers apart"
+    )
+    if best is None:
+        return [Figure(name, 0, "webhooks/s", target="measured")]
+    rate, figures = best
+    load = f"at {rate:,.0f} webhooks/s (the highest sustained), fold and fetch workers apart"
+    return [Figure(name, rate, "webhooks/s", target="measured"), *_rows(figures, load, cpu=True)]
+
+
+def _rows(figures: dict[str, float], load: str, cpu: bool) -> list[Figure]:
+    folded, delivered = figures["folded p50"], figures["delivery p50"]
+    name = "end to end: edge 200 -> recording.completed visible"
+    rows = [
+        Figure(f"{name}, p50 {load}", figures["p50"], "ms"),
+        Figure(f"{name}, p99 {load}", figures["p99"], "ms", target="<= 50 ms"),
+        Figure("of which: raw record -> lifecycle record (the worker), p50", folded, "ms"),
+        Figure("of which: lifecycle record -> seen by a consumer, p50", delivered, "ms"),
+    ]
+    if "downloaded p99" in figures:
+        fetched = "end to end: edge 200 (finished) -> download reported on recordings.downloads"
+        rows += [
+            Figure(f"{fetched}, p50 {load}", figures["downloaded p50"], "ms"),
+            Figure(
+                f"{fetched}, p99 {load}",
+                figures["downloaded p99"],
+                "ms",
+                target="<= 1,000 ms at 100 recordings/s",
+            ),
+        ]
+    if cpu:
+        rows += [
+            Figure(f"CPU while the load ran, {key.removeprefix('cpu ')}, {load}", value, "cores")
+            for key, value in figures.items()
+            if key.startswith("cpu ")
+        ]
+    return rows
+
+
+def _stack(
+    rate: float,
+    seconds: float,
+    fetch_wait_ms: int | None = None,
+    downloads: bool = True,
+    split: bool = False,
+    exactly_once: bool = False,
+    commit_interval_s: float | None = None,
+) -> dict[str, float]:
+    """The whole stack started afresh, loaded once: ``measure``'s figures."""
     with tempfile.TemporaryDirectory() as scratch, bench_broker() as broker:
         logs = Path(os.environ.get("BENCH_LOGS") or scratch)  # keep them: BENCH_LOGS=dir
         s3 = EmbeddedS3().start()
@@ -242,43 +344,17 @@ def run(
                 server = ServerProcess(name, "127.0.0.1", port, server_env, logs / f"{name}.log")
                 processes.append(server)
                 server.start([sys.executable, "-m", "streamproc", command], 60)
-            figures = asyncio.run(
-                measure(edge_port, broker.bootstrap, rate, seconds, downloads, exactly_once)
+            pids = {server.name: server.process.pid for server in processes if server.process}
+            pids["moto S3 server"] = s3.server.process.pid
+            pids["broker"] = broker.process.pid
+            pids["load generator and consumer (this bench)"] = os.getpid()
+            return asyncio.run(
+                measure(edge_port, broker.bootstrap, rate, seconds, downloads, exactly_once, pids)
             )
         finally:
             for server in processes:
                 server.stop()
             s3.stop()
-    wait = "default" if fetch_wait_ms is None else f"{fetch_wait_ms} ms"
-    load = f"at {rate:,.0f} webhooks/s for {seconds:g} s, open loop, worker fetch wait {wait}"
-    if not downloads:
-        load += ", no downloads"
-    if split:
-        load += ", fold and fetch workers apart"
-    if exactly_once:
-        load += ", exactly-once, read_committed consumer"
-    if commit_interval_s is not None:
-        load += f", commit every {commit_interval_s:g} s"
-    folded, delivered = figures["folded p50"], figures["delivery p50"]
-    name = "end to end: edge 200 -> recording.completed visible"
-    rows = [
-        Figure(f"{name}, p50 {load}", figures["p50"], "ms"),
-        Figure(f"{name}, p99 {load}", figures["p99"], "ms", target="<= 50 ms"),
-        Figure("of which: raw record -> lifecycle record (the worker), p50", folded, "ms"),
-        Figure("of which: lifecycle record -> seen by a consumer, p50", delivered, "ms"),
-    ]
-    if "downloaded p99" in figures:
-        fetched = "end to end: edge 200 (finished) -> download reported on recordings.downloads"
-        rows += [
-            Figure(f"{fetched}, p50 {load}", figures["downloaded p50"], "ms"),
-            Figure(
-                f"{fetched}, p99 {load}",
-                figures["downloaded p99"],
-                "ms",
-                target="<= 1,000 ms at 100 recordings/s",
-            ),
-        ]
-    return rows
 
 
 def main() -> None:
@@ -296,7 +372,16 @@ def main() -> None:
         "--exactly-once", action="store_true", help="transactions (Kafka), read_committed"
     )
     parser.add_argument("--commit-interval-s", type=float, help="the workers' (default: theirs)")
+    parser.add_argument(
+        "--find-highest",
+        default="",
+        help="comma-separated rates, ascending: the highest the stack sustains, workers apart",
+    )
     args = parser.parse_args()
+    if args.find_highest:
+        rates = tuple(float(rate) for rate in args.find_highest.split(","))
+        print(table(highest_sustained(rates, args.seconds)))
+        return
     downloads = not args.without_downloads
     figures = run(
         args.rate,

@@ -44,6 +44,9 @@ class Sizes:
     e2e_seconds: float
     replay_events: int
     downloads: tuple[int, int, int]  # count, MB each, large MB
+    sustained_rates: tuple[float, ...] = (50, 100)
+    """Webhooks/s to try, ascending, for the highest rate the whole stack sustains."""
+    sustained_seconds: float = 2
     worker_large_events: int = 0
     """Again at batch 100 with this many events (0: not), to see the rate as the table grows,
     with the tables in memory and in RocksDB."""
@@ -53,9 +56,23 @@ QUIET_RATE = 5  # webhooks/s: each fetch finds at most a record or two
 DOWNLOAD_RATE = 200  # webhooks/s: 100 recordings/s finished (a started and a finished each)
 
 SIZES = {
-    "smoke": Sizes(900, (100,), 1_200, 1, 50, 2, 900, (2, 1, 4)),
-    "default": Sizes(30_000, (1, 100, 500), 40_000, 10, 1000, 30, 100_000, (200, 5, 1024)),
-    "full": Sizes(40_000, (1, 100, 500), 80_000, 20, 1000, 60, 1_000_000, (200, 5, 1024), 400_000),
+    "smoke": Sizes(900, (100,), 1_200, 1, 50, 2, 900, (2, 1, 4), (50,)),
+    "default": Sizes(
+        30_000, (1, 100, 500), 40_000, 10, 1000, 30, 100_000, (200, 5, 1024), (200, 400, 600), 20
+    ),
+    "full": Sizes(
+        40_000,
+        (1, 100, 500),
+        80_000,
+        20,
+        1000,
+        60,
+        1_000_000,
+        (200, 5, 1024),
+        (200, 300, 400, 500, 600, 800, 1000),
+        30,
+        400_000,
+    ),
 }
 
 
@@ -87,6 +104,7 @@ def benchmarks(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
                 sizes.e2e_rate, sizes.e2e_seconds, fetch_wait_ms=20, split=True, downloads=False
             )
             + (exactly_once_latency(sizes) if broker_kind() == "kafka" else [])
+            + e2e_latency.highest_sustained(sizes.sustained_rates, sizes.sustained_seconds)
         ),
         "replay": lambda: asyncio.run(replay_throughput.run(sizes.replay_events)),
         "downloads": lambda: downloads_throughput.run(*sizes.downloads),
