@@ -152,8 +152,8 @@ async def measure(
     read_committed: bool = False,
     pids: dict[str, int] | None = None,
 ) -> dict[str, float]:
-    """Latency percentiles, and ``cpu <name>``: the cores each of ``pids`` (with its
-    children) used while the load was sent."""
+    """Latency percentiles, and ``cpu <name>``: the cores each of ``pids`` (a server with
+    its children) used while the load was sent."""
     settings = Settings.from_env({"STREAMPROC_KAFKA_BOOTSTRAP": bootstrap})
     await prepare_topics(settings)  # so the watcher's subscription finds its topic at once
     watcher = CompletedWatcher(bootstrap, settings, read_committed)
@@ -166,7 +166,10 @@ async def measure(
         if not await watcher.wait_for({warm_up[0][0]}, 120):
             raise RuntimeError("the warm-up recording was not completed within 120 s")
         load = webhooks(1, max(1, int(rate * seconds / 2)), downloads)
-        processes = {name: with_children(pid) for name, pid in (pids or {}).items()}
+        processes = {  # this process alone: the servers are its children
+            name: [pid] if pid == os.getpid() else with_children(pid)
+            for name, pid in (pids or {}).items()
+        }
         before = {name: cpu_seconds(group) for name, group in processes.items()}
         started = time.monotonic()
         answers = await open_loop("127.0.0.1", port, [request for _, request in load], rate)
