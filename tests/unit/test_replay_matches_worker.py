@@ -191,7 +191,7 @@ def start_failed(emitted, except_instances: set[str] = frozenset()) -> list[byte
         value
         for _, _, value in emitted
         if (message := orjson.loads(value)).get("recording_id", "") is None
-        and f"inst-{message['caused_by'].split('-')[1]}" not in except_instances
+        and message["instance_id"] not in except_instances
     )
 
 
