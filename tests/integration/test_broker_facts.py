@@ -117,7 +117,11 @@ async def test_admin_offset_fetch_breaks_the_connection_on_tansu_only(broker):
     reads a group's offsets with ``committed()``, which works on both."""
     await ensure_topics(broker.bootstrap, [TopicSpec("offsets-fetched", 1)])
     tp = TopicPartition("offsets-fetched", 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="fetch-my-offsets")
+    # No auto-commit: on stop() it would commit the position the fetcher reset to (0 on
+    # this empty topic) over the 2 committed here, whenever the reset landed first.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id="fetch-my-offsets", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         consumer.assign([tp])
