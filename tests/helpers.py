@@ -81,6 +81,26 @@ SECRETS = (
 an answer (``leaked_secrets``)."""
 
 
+async def delete_topics(bootstrap: str, names: list[str], timeout_s: float = 30) -> None:
+    """Delete ``names`` and return once the broker's metadata no longer lists them. Kafka
+    answers DeleteTopics once its controller has committed the deletion; a broker's metadata
+    cache learns it from the metadata log afterwards, so a list right after the answer can
+    still name the topic (``test_topics_can_be_deleted[kafka]`` saw it, CI 2026-12-05)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+        deadline = time.monotonic() + timeout_s
+        while set(names) & set(await admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{names} still listed {timeout_s:.0f} s after deletion")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
 def leaked_secrets(*texts: str | bytes) -> list[str]:
     """The configured secrets that appear in any of ``texts``."""
     joined = "\n".join(t.decode(errors="replace") if isinstance(t, bytes) else t for t in texts)

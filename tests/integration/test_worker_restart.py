@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from streamproc.local.processes import stop_process
 
 from helpers import (
+    delete_topics,
     logs_with_swept_records,
     messages,
     read_topic,
@@ -164,8 +165,6 @@ async def test_a_store_ahead_of_its_changelog_is_rebuilt_not_a_crash_loop(
 ):
     """The changelog lost its records (here: deleted, as when an in-memory broker restarts under
     a kept data dir): Faust as shipped raises ConsistencyError on every start."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
     prefix = f"stale-{uuid.uuid4().hex[:6]}"
     env = worker_env(
         broker.bootstrap,
@@ -185,12 +184,7 @@ async def test_a_store_ahead_of_its_changelog_is_rebuilt_not_a_crash_loop(
         assert await wait_until(lambda: _at_least(states(), 5), 60)
     finally:
         stop_process(first.process)
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([f"{env['STREAMPROC_APP_ID']}-recordings-changelog"])
-    finally:
-        await admin.close()
+    await delete_topics(broker.bootstrap, [f"{env['STREAMPROC_APP_ID']}-recordings-changelog"])
 
     second = start_worker(env, tmp_path / "worker-2.log")
     try:
