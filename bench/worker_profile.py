@@ -42,7 +42,22 @@ finally:
 """The worker under a profiler counting its main thread's CPU time; the last argument names
 the file for the profile."""
 
-PACKAGES = ("streamproc", "faust", "mode", "aiokafka", "kafka", "orjson", "uvloop", "asyncio")
+PACKAGES = (
+    "streamproc",
+    "faust",
+    "mode",
+    "aiokafka",
+    "kafka",
+    "orjson",
+    "uvloop",
+    "asyncio",
+    "aiobotocore",
+    "botocore",
+    "aiohttp",
+    "dateutil",
+    "tenacity",
+    "pathlib",
+)
 
 
 def package_of(filename: str) -> str:
