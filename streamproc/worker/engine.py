@@ -152,13 +152,6 @@ correction goes too. ``docs/notes/durability.md`` has the root-cause notes.
    Here every rebalance stops every transactional producer and starts one per partition
    assigned; the revocation has committed every transaction (15.), so none holds anything,
    and each new producer's ``InitProducerId`` aborts what an earlier owner left open.
-18. ``App.maybe_start_producer`` (a speed-up, not a defect): Faust asks it for the producer
-   before every message its topics publish (each table's changelog write, the join's link:
-   4.6 per Daily event), and it is wrapped in mode's ``stampede``, which yields to the event
-   loop three times per call and keeps nothing between calls. Once the producer has started
-   the answer is known, so it is given at once; only the start goes through the stampede.
-   The Daily fold spent ~20 % less CPU (``bench/worker_throughput.py``; the figures are in
-   bench/README.md), the same answer in the same order (``tests/unit/test_fast_producer.py``).
 """
 
 from __future__ import annotations
@@ -182,7 +175,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, ProcessingGuarantee
 from faust.types.tuples import ack_lock
 from mode.services import WaitResults
-from mode.utils.futures import StampedeWrapper, notify
+from mode.utils.futures import notify
 
 from streamproc.kafka.offsets import read_log_ends
 from streamproc.settings import Settings
@@ -710,19 +703,6 @@ class App(faust.App):
             enabled=self.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE
         )
         """Agents hold it while a record is handled; commits wait for it (14. above)."""
-        as_shipped = faust.App.maybe_start_producer.__wrapped__  # type: ignore[attr-defined]
-        self._start_producer_once = StampedeWrapper(as_shipped, self)
-        """Faust's own ``maybe_start_producer`` as it ships: concurrent first callers start
-        the producer once."""
-
-    async def maybe_start_producer(self) -> Any:  # type: ignore[override]
-        """Correction 18: the started producer (or, in a transaction, the transaction
-        manager) without three trips through the event loop; the first call starts it."""
-        if self.in_transaction:
-            return self.consumer.transactions
-        if self.producer.started:
-            return self.producer
-        return await self._start_producer_once()
 
     def _new_transport(self) -> StreamprocTransport:
         return StreamprocTransport(self.conf.broker_consumer, self)
