@@ -75,6 +75,7 @@ class BatchTable(MutableMapping[bytes, bytes]):
         crashed.cancel()
         if all_sent not in done:
             all_sent.cancel()
+            all_sent.add_done_callback(_read_outcome)  # or asyncio logs it as never retrieved
             raise RuntimeError("the producer buffer that sends the changelog crashed")
         all_sent.result()
 
@@ -128,3 +129,9 @@ class BatchTable(MutableMapping[bytes, bytes]):
                     self.table.pop(key, None)
                 else:
                     self.table[key] = value
+
+
+def _read_outcome(future: asyncio.Future[Any]) -> None:
+    """Marks an abandoned future's exception as seen (its outcome no longer matters)."""
+    if not future.cancelled():
+        future.exception()

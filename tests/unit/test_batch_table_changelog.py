@@ -5,6 +5,7 @@ buffer sends them later, from its own task: they could go into the next transact
 from __future__ import annotations
 
 import asyncio
+import gc
 import weakref
 from typing import Any
 
@@ -83,3 +84,27 @@ async def test_a_crashed_sender_ends_the_wait_with_an_error():
     crashed.set()
     with pytest.raises(RuntimeError, match="crashed"):
         await asyncio.wait_for(waiting, 1)
+
+
+async def test_the_abandoned_sends_leave_no_unretrieved_error():
+    """The sends given up on when the sender crashed are cancelled and their outcome read, so
+    asyncio logs no "exception was never retrieved" when they are collected."""
+    unretrieved: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context["message"]))
+    try:
+        faust_table = BufferedChangelogTable()
+        table = BatchTable(faust_table, track_changelog=True)
+        flushed(table, b"rec-1")
+        crashed = asyncio.Event()
+        waiting = asyncio.create_task(table.changelog_sent(crashed))
+        await asyncio.sleep(0.01)
+        crashed.set()
+        with pytest.raises(RuntimeError, match="crashed"):
+            await asyncio.wait_for(waiting, 1)
+        await asyncio.sleep(0)  # the cancelled sends settle
+        del waiting, table, faust_table
+        gc.collect()
+        assert unretrieved == []
+    finally:
+        loop.set_exception_handler(None)
