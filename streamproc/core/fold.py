@@ -140,7 +140,7 @@ class RecordingState:
         """The stored form (the worker's table, a replay's store), copied to its own size:
         orjson 3.13 hands back a 1.3 KB state inside a 16 KB allocation, which a table that
         keeps its values in memory (Faust's ``memory://``, the replay's cache) keeps whole
-        (13x the memory; bench/README.md, 2026-12-05)."""
+        (13x the memory; docs/notes/performance-history.md, 2026-12-05)."""
         return bytes(memoryview(orjson.dumps(self.to_dict())))
 
     @classmethod

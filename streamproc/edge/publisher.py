@@ -33,11 +33,11 @@ log = logging.getLogger(__name__)
 HEADER_OVERHEAD = 64 * 1024
 BATCH_BYTES = 512 * 1024
 """Room in one partition's batch for every webhook in flight (~1 KB each), under Kafka's
-default 1 MB ``message.max.bytes``. With aiokafka's 16 KB default, 64 concurrent webhooks
-filled a batch every round trip (one produce request in flight per broker, one batch per
-partition in it); the publishes that did not fit waited for the batch to drain and raced
-each other for the next, and the unlucky ones waited 0.5-3.4 s, some until the 5 s publish
-timeout: 503s under plain load (bench/README.md, "Edge")."""
+default 1 MB ``message.max.bytes``. With aiokafka's 16 KB default, 64 concurrent webhooks filled a
+batch every round trip (one produce request in flight per broker, one batch per partition in it);
+the publishes that did not fit waited for the batch to drain and raced each other for the next, and
+the unlucky ones waited 0.5-3.4 s, some until the 5 s publish timeout: 503s under plain load
+(docs/notes/performance-history.md, "What stood between each figure and its target")."""
 
 
 class RawEventPublisher:

@@ -148,12 +148,12 @@ WRITEBACK_EVERY = 8 * 1024 * 1024
 class _FileWriter:
     """Hashes and writes each chunk in one thread hop: hashlib releases the GIL, so the
     event loop serves the other downloads meanwhile (200 x 5 MB from moto, 8 at a time:
-    216-241 MB/s vs 186-217 with the hash on the loop; bench/README.md, "Downloads").
+    216-241 MB/s vs 186-217 with the hash on the loop; commit 994147f).
 
-    Every ``WRITEBACK_EVERY`` bytes it asks the kernel to write what it has so far to disk
-    and drop it from the page cache, so a large recording is not fsync'd in one go at the
-    end nor left as a gigabyte of dirty pages that throttles every writer on the machine
-    (1 GB from moto: 443-451 MB/s vs 326-378 without, bench/README.md)."""
+    Every ``WRITEBACK_EVERY`` bytes it asks the kernel to write what it has so far to disk and drop
+    it from the page cache, so a large recording is not fsync'd in one go at the end nor left as a
+    gigabyte of dirty pages that throttles every writer on the machine (1 GB from moto: 443-451 MB/s
+    vs 326-378 without; docs/notes/performance-history.md, "Downloads, 2026-12-02 night")."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle

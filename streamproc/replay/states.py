@@ -1,13 +1,13 @@
 """The recordings table of one replay: on disk, with the recently used entries in memory.
 
-A replay folds every partition from offset 0, so it meets every recording the log ever
-named, and a dict of states grows with the log: about 2 KiB of Python objects a recording,
-788 MiB of peak RSS for 1M raw events (235 MiB with this store; bench/README.md). Here the
-entries live in a RocksDB store (rocksdict, as the worker's ``rocksdb://`` tables keep
-theirs) in a temporary directory removed on ``close``, exactly as the worker's table holds
-them (the derivation reads and writes both alike), and only the ``cached`` most recently
-used stay in memory. A recording's events sit close together in the log, so nearly every
-fold finds its entry in memory and writes it back only when it falls out of the cache.
+A replay folds every partition from offset 0, so it meets every recording the log ever named,
+and a dict of states grows with the log: about 2 KiB of Python objects a recording, 788 MiB of
+peak RSS for 1M raw events (235 MiB with this store; docs/notes/performance-history.md). Here
+the entries live in a RocksDB store (rocksdict, as the worker's ``rocksdb://`` tables keep
+theirs) in a temporary directory removed on ``close``, exactly as the worker's table holds them
+(the derivation reads and writes both alike), and only the ``cached`` most recently used stay
+in memory. A recording's events sit close together in the log, so nearly every fold finds its
+entry in memory and writes it back only when it falls out of the cache.
 """
 
 from __future__ import annotations

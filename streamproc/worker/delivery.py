@@ -1,11 +1,11 @@
 """Handing a record to Faust's streams without four tasks per record, where that is safe.
 
-Faust's consumer delivers each record with ``wait_first(callback(message),
-suspend_flow.wait())``: mode wraps both, and the service's stopped and crashed events, in
-tasks and waits for the first, per record, on the agents' event loop. That, not the fold, is
-what bounds the worker (bench/README.md). The race exists so that a callback that is blocked
-(a full stream buffer, flow control) when a rebalance suspends the flow is abandoned, instead
-of finishing after the rebalance with a record of a partition this worker may have lost.
+Faust's consumer delivers each record with ``wait_first(callback(message), suspend_flow.wait())``:
+mode wraps both, and the service's stopped and crashed events, in tasks and waits for the first, per
+record, on the agents' event loop. That, not the fold, is what bounds the worker (bench/README.md,
+the profile). The race exists so that a callback that is blocked (a full stream buffer, flow
+control) when a rebalance suspends the flow is abandoned, instead of finishing after the rebalance
+with a record of a partition this worker may have lost.
 
 ``step`` runs the callback one step by hand. A callback that finishes in that step ran with
 nothing else on the loop in between, so it is delivered exactly as the race would have

@@ -549,10 +549,10 @@ class StreamprocConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         """Faust's consumer, with ``STREAMPROC_FETCH_MAX_WAIT_MS`` (Faust fixes 1500 ms).
 
-        aiokafka keeps one fetch in flight per broker and leaves out of it the partitions
-        whose records it still buffers; a record arriving on one of those waits for the fetch
-        in flight to end, so this bounds the latency each hop adds (bench/README.md: 755 ms
-        per hop for a plain Faust forwarder with 1500, 10-20 ms with 50). It stays 1500 by
+        aiokafka keeps one fetch in flight per broker and leaves out of it the partitions whose
+        records it still buffers; a record arriving on one of those waits for the fetch in flight to
+        end, so this bounds the latency each hop adds (docs/notes/performance-history.md: 755 ms per
+        hop for a plain Faust forwarder with 1500, 10-20 ms with 50). It stays 1500 by
         default because the embedded broker, storing its log on S3, answers a fetch with
         only what its storage read in that time: nothing at all with 20-100 ms
         (``test_broker_facts.py::test_a_short_fetch_wait_reads_nothing_from_s3_storage``).

@@ -53,11 +53,11 @@ def serve_worker(settings: Settings) -> int:
 
 
 def use_uvloop() -> None:
-    """Every event loop the worker makes from here on is uvloop's (Faust's own switch; its
-    consumer thread's loop too). Faust hands each record through several tasks and
-    callbacks; on uvloop the worker spent ~15 % less CPU per event with Faust's race and ~4 %
-    less with direct delivery than on asyncio's pure-Python loop (bench/README.md, "Worker
-    and edge, 2026-12-02 evening")."""
+    """Every event loop the worker makes from here on is uvloop's (Faust's own switch; its consumer
+    thread's loop too). Faust hands each record through several tasks and callbacks; on uvloop the
+    worker spent ~15 % less CPU per event with Faust's race and ~4 % less with direct delivery than
+    on asyncio's pure-Python loop (docs/notes/performance-history.md, "Worker and edge, 2026-12-02
+    evening")."""
     import mode.loop
 
     mode.loop.use("uvloop")
@@ -67,7 +67,7 @@ def faust_worker(app: Any, settings: Settings) -> Any:
     """Faust's worker without its terminal spinner: at WARNING and above the spinner sets the
     root logger to DEBUG for the worker's lifetime (a handler of its own spins on every
     record), so every ``log.debug`` of ours built a record per event, ~6 % of a busy
-    worker's samples (bench/README.md, "Worker")."""
+    worker's samples (docs/notes/performance-history.md, "Worker, 2026-12-02 afternoon")."""
     import faust
 
     worker = faust.Worker(

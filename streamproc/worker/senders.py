@@ -15,7 +15,7 @@ class ProducerSender:
     is acknowledged before the input that caused it is committed. Exactly-once: through the
     transaction manager, which puts the message in the transaction of the record being
     handled (``engine.py``, correction 13), as ``topic.send`` would, without its bookkeeping
-    (that cost 0.38-0.41x the rate, bench/README.md).
+    (that cost 0.38-0.41x the rate, docs/notes/performance-history.md, "Exactly-once cost").
     """
 
     def __init__(self, app: faust.App, topic: str) -> None:
