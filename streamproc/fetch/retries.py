@@ -34,6 +34,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streamproc.kafka.coordinator import raise_offset_fetch_errors
 from streamproc.kafka.partitions import KeyHashPartitioner
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class RetryRelay:
         )
         producers = _Producers(self.bootstrap, self.group_id, self.transactional)
         await consumer.start()
+        raise_offset_fetch_errors(consumer)
         try:
             while not self._stopping.is_set():
                 self._resume_due(consumer)

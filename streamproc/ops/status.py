@@ -17,6 +17,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streamproc.kafka.coordinator import start_group_reader
 from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.reading import read_to_end
@@ -56,13 +57,6 @@ class PipelineStatus:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
 
 
-def _group_reader(settings: Settings, group_id: str) -> AIOKafkaConsumer:
-    """Reads a group's committed offsets (never commits)."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group_id, enable_auto_commit=False
-    )
-
-
 async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> PipelineStatus:
     roles = {
         "raw": settings.raw_topic,
@@ -76,9 +70,11 @@ async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> P
     for topic, delay in zip(retry_topics, settings.fetch_retry_delays_s, strict=True):
         roles[f"retry in {delay:g}s"] = topic
     reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    group = _group_reader(settings, settings.app_id)
-    fetchers = _group_reader(settings, fetch_group(settings))
-    relay = _group_reader(settings, fetch_retry_group(settings))
+    await reader.start()
+    bootstrap = settings.kafka_bootstrap
+    group = await start_group_reader(bootstrap, settings.app_id)
+    fetchers = await start_group_reader(bootstrap, fetch_group(settings))
+    relay = await start_group_reader(bootstrap, fetch_retry_group(settings))
     # who commits on each topic the pipeline consumes (fetch requests: the worker's group, or
     # fetch workers' own)
     consumed = {
@@ -86,10 +82,6 @@ async def gather_status(settings: Settings, edge_url: str, worker_url: str) -> P
         settings.fetch_topic: (group, fetchers),
         **{topic: (relay,) for topic in retry_topics},
     }
-    await reader.start()
-    await group.start()
-    await fetchers.start()
-    await relay.start()
     try:
         partitions = {topic: await topic_partitions(reader, topic) for topic in roles.values()}
         ends = await log_ends(reader, [tp for tps in partitions.values() for tp in tps])

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streamproc.core.fold import RecordingState, fold
 from streamproc.derivation.join import held_instances
 from streamproc.derivation.step import FoldFunction
+from streamproc.kafka.coordinator import start_group_reader
 from streamproc.kafka.metadata import topic_partitions
 from streamproc.kafka.offsets import log_ends
 from streamproc.kafka.partitions import KeyHashPartitioner
@@ -288,10 +289,7 @@ def run(settings: Settings, selection: ReplayRange, **options: object) -> Replay
 async def group_lag(settings: Settings, group_id: str) -> dict[int, tuple[int, int]]:
     """Per raw partition: (committed offset of ``group_id``, log end)."""
     reader = await _reader(settings)
-    group = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group_id, enable_auto_commit=False
-    )
-    await group.start()
+    group = await start_group_reader(settings.kafka_bootstrap, group_id)
     try:
         tps = await _partitions(reader, settings.raw_topic)
         ends = await log_ends(reader, tps)

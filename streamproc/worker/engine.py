@@ -152,6 +152,11 @@ correction goes too. ``docs/notes/durability.md`` has the root-cause notes.
    Here every rebalance stops every transactional producer and starts one per partition
    assigned; the revocation has committed every transaction (15.), so none holds anything,
    and each new producer's ``InitProducerId`` aborts what an earlier owner left open.
+18. ``AIOKafkaConsumerThread.on_start`` (an aiokafka defect, seen on a Kafka cluster): the
+   member's committed-offset reads raise the group-level error of Kafka's answer instead of
+   taking a coordinator that moved for "nothing committed" and starting over from the
+   reset policy (``streamproc/kafka/coordinator.py``, which the sweeper, the retry relay,
+   replay and status use too).
 """
 
 from __future__ import annotations
@@ -177,6 +182,7 @@ from faust.types.tuples import ack_lock
 from mode.services import WaitResults
 from mode.utils.futures import notify
 
+from streamproc.kafka.coordinator import raise_offset_fetch_errors
 from streamproc.kafka.offsets import read_log_ends
 from streamproc.settings import Settings
 from streamproc.worker.commit_gate import CommitGate
@@ -560,6 +566,11 @@ class StreamprocConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read when it starts
         return consumer
+
+    async def on_start(self) -> None:
+        """Faust's, with the group-level errors of committed-offset reads raised (18. above)."""
+        await super().on_start()
+        raise_offset_fetch_errors(self._ensure_consumer())
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
         """Faust's, with commits bound to the assignment they were made in (11. above)."""

@@ -26,6 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
+from streamproc.kafka.coordinator import raise_offset_fetch_errors
 from streamproc.kafka.reading import ReadReport, read_to_end
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class SkippedRecordSweeper:
                 enable_auto_commit=False,
             )
             await consumer.start()
+            raise_offset_fetch_errors(consumer)
             self._consumer = consumer
         return self._consumer
 

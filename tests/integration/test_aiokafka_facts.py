@@ -115,3 +115,46 @@ async def test_a_fenced_member_commits_with_no_generation_and_an_empty_group_tak
         assert await member.committed(tp) == 5
     finally:
         await member.stop()
+
+
+async def test_an_offset_fetch_answered_by_a_node_that_is_not_the_coordinator(
+    kafka_available, tmp_path
+):
+    """Kafka only (a 3-node cluster: one node is not the group's coordinator). A node that is
+    not the coordinator answers OffsetFetch with a group-level NOT_COORDINATOR and no
+    partitions; aiokafka reads only the partitions, so to it "nothing is committed" (a member
+    starts over from its reset policy). ``raise_offset_fetch_errors`` raises the group-level
+    error instead: aiokafka looks the coordinator up again and reads the committed offset."""
+    from aiokafka import TopicPartition
+    from aiokafka.protocol.commit import OffsetFetchRequest
+
+    from streamproc.kafka.coordinator import raise_offset_fetch_errors
+    from streamproc.local.apache_kafka import KafkaCluster
+
+    with KafkaCluster(tmp_path / "cluster", size=3) as cluster:
+        await ensure_topics(cluster.bootstrap, [TopicSpec("fetched", 1)])
+        tp = TopicPartition("fetched", 0)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=cluster.bootstrap, group_id="asked", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.commit({tp: 5})
+            coordinator = consumer._coordinator
+            right = coordinator.coordinator_id
+            wrong = next(b.nodeId for b in consumer._client.cluster.brokers() if b.nodeId != right)
+            answer = await consumer._client.send(
+                wrong, OffsetFetchRequest("asked", [("fetched", [0])])
+            )
+            assert (answer.error_code, answer.topics) == (16, [])  # NOT_COORDINATOR, no partitions
+
+            coordinator.coordinator_id = wrong  # as when the coordinator moved unnoticed
+            assert await coordinator._do_fetch_commit_offsets([tp]) == {}  # aiokafka as shipped
+
+            raise_offset_fetch_errors(consumer)
+            coordinator.coordinator_id = wrong
+            assert await consumer.committed(tp) == 5
+            assert coordinator.coordinator_id == right
+        finally:
+            await consumer.stop()
