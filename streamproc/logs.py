@@ -39,15 +39,25 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 
 RETRIED_BY_AIOKAFKA = ("Group Coordinator Request failed",)
 """aiokafka messages logged at ERROR for an error it then retries by itself."""
+COORDINATOR_LOOKED_UP_AGAIN = "Marking the coordinator dead"
+"""aiokafka's WARNING before it looks the group's coordinator up again: a fresh Kafka's first
+offset read answers NOT_COORDINATOR while ``__consumer_offsets`` settles, and since that
+answer is raised and retried (``streamproc/kafka/coordinator.py``) ``streamproc status``
+printed this line before its report."""
 
 
 class RetriedErrors(logging.Filter):
     """Drops aiokafka's ERROR lines about a retriable error it goes on to retry (a fresh
     Kafka answers GroupCoordinatorNotAvailable while it creates ``__consumer_offsets``, and
-    ``streamproc status`` printed an ERROR for a lookup that then worked). Kept at DEBUG."""
+    ``streamproc status`` printed an ERROR for a lookup that then worked), and its WARNING
+    before a coordinator lookup. Kept at DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith("aiokafka") or record.levelno < logging.ERROR:
+        if not record.name.startswith("aiokafka"):
+            return True
+        if record.levelno == logging.WARNING:
+            return not str(record.msg).startswith(COORDINATOR_LOOKED_UP_AGAIN)
+        if record.levelno < logging.ERROR:
             return True
         if not str(record.msg).startswith(RETRIED_BY_AIOKAFKA):
             return True

@@ -97,6 +97,12 @@ def test_an_error_aiokafka_retries_by_itself_is_not_printed(capsys):
     assert capsys.readouterr().err == ""
     coordinator.error("Group Coordinator Request failed: %s", GroupAuthorizationFailedError())
     assert "GroupAuthorizationFailedError" in capsys.readouterr().err  # not retriable: shown
+    coordinator.warning("Marking the coordinator dead (node %s)for group %s.", 1, "g")
+    assert capsys.readouterr().err == ""  # a lookup again follows
+    coordinator.warning("Heartbeat failed for group %s because it is rebalancing", "g")
+    assert "Heartbeat failed" in capsys.readouterr().err
     configure_logging("DEBUG")
     coordinator.error("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())
     assert "GroupCoordinatorNotAvailableError" in capsys.readouterr().err
+    coordinator.warning("Marking the coordinator dead (node %s)for group %s.", 1, "g")
+    assert "Marking the coordinator dead" in capsys.readouterr().err
