@@ -18,7 +18,6 @@ import asyncio
 import cProfile
 import dataclasses
 import os
-import pstats
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from worker_profile import by_package
+from worker_profile import print_profile
 
 from streamproc.fetch.fetcher import Fetcher
 from streamproc.local.s3 import LOCAL_CREDENTIALS, EmbeddedS3
@@ -141,14 +140,8 @@ def main() -> None:
         print("| download | CPU per download | vs bare |\n| --- | --- | --- |")
         print(f"| bare aiobotocore get_object to a file | {bare * 1e3:.2f} ms | 1.00 |")
         print(f"| streamproc's Fetcher | {ours * 1e3:.2f} ms | {ours / bare:.2f} |")
-        shares = by_package(output)
-        total = sum(shares.values())
         print("\nThe Fetcher under cProfile (main thread), own time by package:")
-        print("| package | share |\n| --- | --- |")
-        for package, own in shares.most_common():
-            print(f"| {package} | {own / total:.0%} |")
-        print()
-        pstats.Stats(str(output)).sort_stats("tottime").print_stats(args.top)
+        print_profile(output, args.top)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,17 @@ def by_package(output: Path) -> Counter[str]:
     return shares
 
 
+def print_profile(output: Path, top: int) -> None:
+    """Own time by package (a Markdown table), then the ``top`` functions by own time."""
+    shares = by_package(output)
+    total = sum(shares.values())
+    print("| package | own time | share |\n| --- | --- | --- |")
+    for package, own in shares.most_common():
+        print(f"| {package} | {own:.2f} s | {own / total:.0%} |")
+    print()
+    pstats.Stats(str(output)).sort_stats("tottime").print_stats(top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=40_000)
@@ -114,14 +125,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder, "worker.prof")
         seconds = asyncio.run(profile(args.events, args.provider, output))
-        shares = by_package(output)
-        total = sum(shares.values())
         print(f"{args.events:,} {args.provider} events folded in {seconds:.0f} s under cProfile")
-        print("| package | own time | share |\n| --- | --- | --- |")
-        for package, own in shares.most_common():
-            print(f"| {package} | {own:.2f} s | {own / total:.0%} |")
-        print()
-        pstats.Stats(str(output)).sort_stats("tottime").print_stats(args.top)
+        print_profile(output, args.top)
 
 
 if __name__ == "__main__":
