@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -58,15 +59,20 @@ async def bare(keys: list[str], destination: Path, concurrency: int) -> None:
 
         async def one(key: str) -> None:
             async with gate:
-                response = await client.get_object(Bucket=BUCKET, Key=key)
-                path = destination / key
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("wb") as handle:
-                    async with response["Body"] as body:
-                        while chunk := await body.read(MIB):
-                            await asyncio.to_thread(handle.write, chunk)
+                await bare_download(client, BUCKET, key, destination)
 
         await asyncio.gather(*(one(key) for key in keys))
+
+
+async def bare_download(client: Any, bucket: str, key: str, destination: Path) -> None:
+    """One object with aiobotocore's get_object, 1 MiB reads written to a file."""
+    response = await client.get_object(Bucket=bucket, Key=key)
+    path = destination / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        async with response["Body"] as body:
+            while chunk := await body.read(MIB):
+                await asyncio.to_thread(handle.write, chunk)
 
 
 async def fetcher(keys: list[str], destination: Path, concurrency: int) -> None:

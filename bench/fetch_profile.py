@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from downloads_throughput import bare_download
 from worker_profile import print_profile
 
 from streamproc.fetch.fetcher import Fetcher
@@ -69,13 +70,7 @@ async def cpu_per_download(
     ):
 
         async def bare(key: str) -> None:
-            response = await client.get_object(Bucket=BUCKET, Key=key)
-            path = destination / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("wb") as handle:
-                async with response["Body"] as body:
-                    while chunk := await body.read(1024 * 1024):
-                        await asyncio.to_thread(handle.write, chunk)
+            await bare_download(client, BUCKET, key, destination)
 
         requests = requests_for(keys, "timed")
         await bare(keys[0])

@@ -26,7 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from streamproc.kafka.coordinator import raise_offset_fetch_errors
+from streamproc.kafka.coordinator import start_group_reader
 from streamproc.kafka.reading import ReadReport, read_to_end
 
 log = logging.getLogger(__name__)
@@ -113,14 +113,7 @@ class SkippedRecordSweeper:
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                group_id=self.group_id,
-                enable_auto_commit=False,
-            )
-            await consumer.start()
-            raise_offset_fetch_errors(consumer)
-            self._consumer = consumer
+            self._consumer = await start_group_reader(self.bootstrap, self.group_id)
         return self._consumer
 
     async def stop(self) -> None:
